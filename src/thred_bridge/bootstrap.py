@@ -1,0 +1,149 @@
+"""The composition root: settings in, a wired bridge out. Nothing is built at import time.
+
+Only this module (and the CLI) reads settings. With THRED_API_URL unset it starts the Thred sandbox
+beside the bridge, on loopback, and the bridge talks to it over HTTP exactly as to Thred.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from thred_bridge.crypto import Vault, local_key
+from thred_bridge.errors import ConfigError
+from thred_bridge.observe import Metrics
+from thred_bridge.processors.registry import registry
+from thred_bridge.processors.base import Processor
+from thred_bridge.sandbox import create_app as create_sandbox
+from thred_bridge.service.connections import Connections
+from thred_bridge.service.dispatch import Dispatching
+from thred_bridge.service.ingest import Inbox
+from thred_bridge.service.process import Processing
+from thred_bridge.service.worker import Signal, Worker
+from thred_bridge.serving import serve_in_background
+from thred_bridge.settings import Settings
+from thred_bridge.store import schema
+from thred_bridge.store.sql import SqlStore
+from thred_bridge.thred.client import ThredClient
+
+SANDBOX_PARTNER = ("sandbox-partner", "sandbox-api-key")
+SANDBOX_FILE = "thred-sandbox.db"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def data_dir(settings: Settings) -> Path:
+    """Where local files live: beside the SQLite database, else the working directory."""
+    path = schema.sqlite_path(settings.database_url)
+    return path.parent if path is not None else Path.cwd()
+
+
+def vault_for(settings: Settings) -> Vault:
+    if settings.secret_key is not None:
+        return Vault(settings.secret_key.get_secret_value())
+    if settings.env == "production":
+        raise ConfigError("BRIDGE_SECRET_KEY is required when BRIDGE_ENV=production")
+    return Vault(local_key(data_dir(settings)))
+
+
+def prepare_database(settings: Settings) -> None:
+    """A new SQLite database migrates itself on first run; anything else must be current already."""
+    url = settings.database_url
+    if schema.dialect_of(url) == "sqlite" and schema.current_revision(url) is None:
+        schema.migrate(url)
+    schema.require_current(url)
+
+
+@dataclass
+class Bridge:
+    """Everything a command needs, built once."""
+
+    settings: Settings
+    store: SqlStore
+    connections: Connections
+    inbox: Inbox
+    processors: dict[str, Processor]
+    thred: ThredClient | None  # None for commands that only touch the database
+    metrics: Metrics
+    owner: str
+    thred_url: str
+    events_ready: Signal
+    records_ready: Signal
+
+    def worker(self, *, concurrency: int | None = None, poll: float = 0.5) -> Worker:
+        if self.thred is None:
+            raise ConfigError("this bridge was opened without Thred")
+        lease = timedelta(seconds=self.settings.lease_seconds)
+        processing = Processing(
+            self.store, self.connections, self.processors, utc_now,
+            owner=self.owner, max_attempts=self.settings.max_attempts, lease=lease,
+        )  # fmt: skip
+        dispatching = Dispatching(
+            self.store, self.thred, utc_now, owner=self.owner, max_attempts=self.settings.max_attempts, lease=lease
+        )
+        return Worker(
+            processing, dispatching, concurrency=concurrency or self.settings.worker_concurrency, poll=poll,
+            events_ready=self.events_ready, records_ready=self.records_ready,
+        )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def embedded_thred(settings: Settings) -> AsyncIterator[str]:
+    """The Thred sandbox on loopback, its books in a SQLite file beside the bridge's database."""
+    app = create_sandbox(path=str(data_dir(settings) / SANDBOX_FILE), partners=dict([SANDBOX_PARTNER]))
+    async with serve_in_background(app) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def open_bridge(settings: Settings, *, with_thred: bool = True) -> AsyncIterator[Bridge]:
+    """Build the bridge; with THRED_API_URL unset, run the sandbox beside it for the block's lifetime.
+
+    ``with_thred=False`` builds only what touches the database (connections, status, replay).
+    """
+    prepare_database(settings)
+    vault = vault_for(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        thred: ThredClient | None = None
+        if not with_thred:
+            thred_url = settings.thred_api_url or "embedded sandbox"
+        elif settings.thred_api_url is None:
+            thred_url = await stack.enter_async_context(embedded_thred(settings))
+            partner_id, api_key = SANDBOX_PARTNER
+        else:
+            thred_url = settings.thred_api_url
+            if not settings.thred_partner_id or settings.thred_api_key is None:
+                raise ConfigError("THRED_API_URL is set: THRED_PARTNER_ID and THRED_API_KEY are required too")
+            partner_id, api_key = settings.thred_partner_id, settings.thred_api_key.get_secret_value()
+        if with_thred:
+            thred = ThredClient(thred_url, partner_id, api_key, timeout=settings.thred_timeout)
+            stack.push_async_callback(thred.aclose)
+        store = SqlStore(schema.async_engine(settings.database_url))
+        stack.push_async_callback(store.aclose)
+        processors = registry(stripe_api_base=settings.stripe_api_base)
+        for processor in processors.values():
+            stack.push_async_callback(processor.aclose)
+        events_ready = Signal()
+        inbox = Inbox(store, utc_now, events_ready)
+        stack.push_async_callback(inbox.aclose)
+        yield Bridge(
+            settings=settings,
+            store=store,
+            connections=Connections(store, vault, utc_now),
+            inbox=inbox,
+            processors=processors,
+            thred=thred,
+            metrics=Metrics(),
+            owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}",
+            thred_url=thred_url,
+            events_ready=events_ready,
+            records_ready=Signal(),
+        )

@@ -1,0 +1,1 @@
+"""Thin edges: parse input, call the service, render the answer."""

@@ -1,0 +1,118 @@
+"""`thred-bridge`: argparse in, a service call, rich or JSON out.
+
+Exit codes: 0 done; 1 the command ran and found a problem; 2 bad usage or configuration.
+Expected failures print one line in the operator's terms, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from thred_bridge import __version__
+from thred_bridge.errors import BridgeError, ConfigError, SchemaOutdatedError, UnknownConnectionError
+from thred_bridge.settings import Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thred-bridge", description="Stripe, Adyen and Mollie activity into Thred's books, to the cent."
+    )
+    parser.add_argument("--version", action="version", version=f"thred-bridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        return p
+
+    serve = command("serve", "webhooks, health, metrics, and BRIDGE_WORKERS in-process workers")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    command("worker", "a worker process only (run as many as you like against one Postgres)")
+    command("migrate", "create or upgrade the database schema")
+    sandbox = command("sandbox", "the Thred-compatible sandbox as its own server")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8100)
+    sandbox.add_argument("--path", default=None, help="keep the books in this SQLite file (default: memory)")
+    command("demo", "the whole pipeline on embedded defaults with simulated Stripe traffic")
+
+    conns = command("connections", "add, list, show and remove processor connections")
+    csub = conns.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = csub.add_parser("add", help="connect a processor account")
+    add.add_argument("--json", action="store_true")
+    asub = add.add_subparsers(dest="processor", required=True, metavar="PROCESSOR")
+    stripe = asub.add_parser("stripe", help="a Stripe account (or a Connect platform's connected account)")
+    stripe.add_argument("--json", action="store_true")
+    stripe.add_argument("--business-id", required=True, help="the Thred business that books this account")
+    stripe.add_argument("--api-key", required=True, help="secret or restricted key (sk_… / rk_…)")
+    stripe.add_argument(
+        "--webhook-secret", action="append", required=True, help="whsec_…; repeat during rotation"
+    )
+    stripe.add_argument("--account", default=None, help="connected account acct_… (Stripe Connect)")
+    stripe.add_argument("--label", default=None)
+    for action in ("list",):
+        p = csub.add_parser(action, help="list connections")
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--all", action="store_true", help="include removed connections")
+    for action in ("show", "remove"):
+        p = csub.add_parser(action, help=f"{action} one connection")
+        p.add_argument("--json", action="store_true")
+        p.add_argument("id")
+
+    status = command("status", "per connection: events received, synced, waiting, failed")
+    status.add_argument("id", nargs="?")
+    replay = command("replay", "run failed or chosen events again")
+    replay.add_argument("id")
+    replay.add_argument("--failed", action="store_true", help="every failed event (the default)")
+    replay.add_argument("--event", default=None, help="one processor event id, whatever its state")
+    return parser
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"thred-bridge: {message}\n")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return _fail(f"configuration error: {problems}", 2)
+    from thred_bridge.entrypoints import commands
+
+    handler: Handler = getattr(commands, f"cmd_{args.command}")
+    try:
+        return handler(args, settings)
+    except SchemaOutdatedError as exc:
+        return _fail(exc.message, 2)
+    except (ConfigError, UnknownConnectionError) as exc:
+        return _fail(exc.message, 2)
+    except BridgeError as exc:
+        return _fail(exc.message, 1)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        return _fail(f"{type(exc).__name__}: {exc.strerror or exc}", 1)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+__all__ = ["_print_json", "main", "run"]

@@ -1,0 +1,247 @@
+"""One function per CLI command: build what it needs, call the service, render."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from thred_bridge.bootstrap import Bridge, open_bridge, utc_now
+from thred_bridge.domain.queue import Connection, ConnectionStatus
+from thred_bridge.entrypoints.cli import _print_json
+from thred_bridge.errors import ConfigError
+from thred_bridge.observe import configure_logging
+from thred_bridge.service.connections import NewConnection, age_seconds
+from thred_bridge.settings import Settings
+from thred_bridge.store import schema
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+def webhook_url(settings: Settings, connection: Connection) -> str:
+    return f"{settings.public_url.rstrip('/')}/webhooks/{connection.processor}/{connection.id}"
+
+
+def describe_connection(settings: Settings, connection: Connection) -> dict[str, Any]:
+    """What may be shown of a connection: never a key or a secret, only how many there are."""
+    return {
+        "id": connection.id,
+        "processor": connection.processor,
+        "business_id": connection.business_id,
+        "account": connection.account,
+        "label": connection.label,
+        "webhook_url": webhook_url(settings, connection),
+        "webhook_secrets": len(connection.webhook_secrets),
+        "credentials": sorted(connection.credentials),
+        "created_at": connection.created_at.isoformat(),
+        "removed_at": connection.removed_at.isoformat() if connection.removed_at else None,
+    }
+
+
+# --- serve and worker ------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    configure_logging(settings.log_level)
+    asyncio.run(_serve(settings, args.host, args.port))
+    return 0
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    from thred_bridge.entrypoints.web import create_app
+
+    async with open_bridge(settings) as bridge:
+        stop = asyncio.Event()
+        workers = [
+            asyncio.create_task(bridge.worker().run(stop), name=f"worker-{i}") for i in range(settings.workers)
+        ]
+        config = uvicorn.Config(
+            create_app(bridge), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        try:
+            await server.serve()
+        finally:
+            stop.set()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+
+def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
+    configure_logging(settings.log_level)
+    asyncio.run(_worker(settings))
+    return 0
+
+
+async def _worker(settings: Settings) -> None:
+    async with open_bridge(settings) as bridge:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await bridge.worker().run(stop)
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    before, after = schema.migrate(settings.database_url)
+    result = {"database": schema.dialect_of(settings.database_url), "from": before, "to": after}
+    if args.json:
+        _print_json(result)
+    elif before == after:
+        out.print(f"schema already at revision {after}")
+    else:
+        out.print(f"schema migrated from {before or 'nothing'} to revision {after}")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from thred_bridge.sandbox import create_app as create_sandbox
+
+    partners = None
+    if settings.thred_partner_id and settings.thred_api_key is not None:
+        partners = {settings.thred_partner_id: settings.thred_api_key.get_secret_value()}
+    app = create_sandbox(path=args.path, partners=partners)
+    if not args.json:
+        out.print(f"Thred sandbox on http://{args.host}:{args.port} ({'file ' + args.path if args.path else 'in memory'})")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
+    from thred_bridge.entrypoints.demo import run_demo
+
+    return run_demo(json_output=args.json)
+
+
+# --- connections -----------------------------------------------------------------------------------------
+
+
+def cmd_connections(args: argparse.Namespace, settings: Settings) -> int:
+    return int(asyncio.run(_connections(args, settings)))
+
+
+async def _connections(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_bridge(settings, with_thred=False) as bridge:
+        if args.action == "add":
+            return await _add(args, settings, bridge)
+        if args.action == "list":
+            found = await bridge.connections.list(include_removed=args.all)
+            shown = [describe_connection(settings, c) for c in found]
+            if args.json:
+                _print_json(shown)
+            else:
+                table = Table("id", "processor", "business", "account", "webhook URL", "state")
+                for c in shown:
+                    state = "removed" if c["removed_at"] else "active"
+                    table.add_row(c["id"], c["processor"], c["business_id"], c["account"] or "", c["webhook_url"], state)
+                out.print(table if shown else "no connections yet: `thred-bridge connections add stripe …`")
+            return 0
+        if args.action == "show":
+            connection = await bridge.connections.get(args.id, include_removed=True)
+            shown = describe_connection(settings, connection)
+            if args.json:
+                _print_json(shown)
+            else:
+                for key, value in shown.items():
+                    out.print(f"{key:16} {value if value is not None else ''}")
+            return 0
+        await bridge.connections.remove(args.id)
+        if args.json:
+            _print_json({"id": args.id, "removed": True})
+        else:
+            out.print(f"removed {args.id}; its webhook URL now answers 404")
+        return 0
+
+
+async def _add(args: argparse.Namespace, settings: Settings, bridge: Bridge) -> int:
+    if args.processor != "stripe":
+        raise ConfigError(f"connections add {args.processor} is not available in this release")
+    if not args.api_key.startswith(("sk_", "rk_")):
+        raise ConfigError("--api-key must be a Stripe secret (sk_…) or restricted (rk_…) key")
+    if any(not s.startswith("whsec_") for s in args.webhook_secret):
+        raise ConfigError("--webhook-secret must be a Stripe endpoint secret (whsec_…)")
+    if args.account is not None and not args.account.startswith("acct_"):
+        raise ConfigError("--account must be a Stripe connected account id (acct_…)")
+    connection = await bridge.connections.add(
+        NewConnection(
+            processor="stripe",
+            business_id=args.business_id,
+            credentials={"api_key": args.api_key},
+            webhook_secrets=tuple(args.webhook_secret),
+            account=args.account,
+            label=args.label,
+        )
+    )
+    url = webhook_url(settings, connection)
+    if args.json:
+        _print_json({"id": connection.id, "webhook_url": url})
+    else:
+        out.print(f"connection {connection.id}\nwebhook URL: {url}")
+        out.print("Add this URL as a Stripe webhook endpoint (events: charge.succeeded, payment_intent.succeeded).")
+    return 0
+
+
+# --- status and replay -----------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    return int(asyncio.run(_status(args, settings)))
+
+
+async def _status(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_bridge(settings, with_thred=False) as bridge:
+        if args.id:
+            targets = [await bridge.connections.get(args.id, include_removed=True)]
+        else:
+            targets = await bridge.connections.list()
+        statuses = [await bridge.connections.status(c) for c in targets]
+    now = utc_now()
+    rows = [_status_row(s, now) for s in statuses]
+    if args.json:
+        _print_json(rows if not args.id else rows[0])
+    else:
+        table = Table("connection", "processor", "received", "synced", "waiting", "failed", "ignored", "oldest waiting")
+        for r in rows:
+            age = r["oldest_waiting_seconds"]
+            table.add_row(
+                r["connection_id"], r["processor"], *(str(r[k]) for k in ("received", "synced", "waiting", "failed", "ignored")),
+                "" if age is None else f"{age:.0f} s",
+            )  # fmt: skip
+        out.print(table)
+        for r in rows:
+            for failure in r["failures"]:
+                out.print(f"[red]failed[/red] {r['connection_id']} {failure['event_id']} ({failure['type']}): {failure['error']}")
+    return 1 if any(r["failed"] for r in rows) else 0
+
+
+def _status_row(s: ConnectionStatus, now: Any) -> dict[str, Any]:
+    return {
+        "connection_id": s.connection_id,
+        "processor": s.processor,
+        "business_id": s.business_id,
+        "received": s.received,
+        "synced": s.synced,
+        "waiting": s.waiting,
+        "failed": s.failed,
+        "ignored": s.ignored,
+        "records": {"sent": s.records_sent, "waiting": s.records_waiting, "failed": s.records_failed},
+        "oldest_waiting_seconds": age_seconds(s.oldest_waiting_at, now),
+        "failures": [{"event_id": e, "type": t, "error": m} for e, t, m in s.failures],
+    }
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    async def _replay() -> int:
+        async with open_bridge(settings, with_thred=False) as bridge:
+            return await bridge.connections.replay(args.id, event_id=args.event, failed_only=args.failed)
+
+    count = asyncio.run(_replay())
+    if args.json:
+        _print_json({"id": args.id, "queued": count})
+    else:
+        out.print(f"queued {count} event(s) again" if count else "nothing to replay")
+    return 0

@@ -1,0 +1,110 @@
+"""HTTP: webhook ingest, health, readiness, metrics.
+
+The webhook handler reads the raw bytes (bounded), verifies them, stores the event and answers.
+No processor API call and no Thred call happens in the request.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from thred_bridge.bootstrap import Bridge, utc_now
+from thred_bridge.errors import DeliveryError, PayloadTooLargeError, UnknownConnectionError
+from thred_bridge.store import schema
+
+log = structlog.get_logger("thred_bridge.web")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 past ``limit`` bytes (before reading it all when the length is declared)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"body of {declared} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _refuse(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def create_app(bridge: Bridge) -> Starlette:
+    """The bridge's web app over an already-built :class:`Bridge`."""
+    metrics = bridge.metrics
+    limit = bridge.settings.max_body_bytes
+
+    async def webhook(request: Request) -> Response:
+        started = time.perf_counter()
+        name = request.path_params["processor"]
+        connection_id = request.path_params["connection_id"]
+        processor = bridge.processors.get(name)
+        if processor is None:
+            return _refuse(404, f"no processor {name!r}")
+        outcome = "refused"
+        try:
+            body = await read_body(request, limit)
+            connection = await bridge.connections.active(connection_id)
+            if connection.processor != name:
+                raise UnknownConnectionError(f"no active {name} connection {connection_id!r}")
+            notices = processor.verify(body, request.headers, connection, utc_now())
+        except UnknownConnectionError as exc:
+            metrics.deliveries.labels(name, "unknown_connection").inc()
+            return _refuse(404, exc.message)
+        except DeliveryError as exc:
+            metrics.deliveries.labels(name, "refused").inc()
+            log.info("webhook.refused", processor=name, connection=connection_id, reason=exc.message)
+            return _refuse(exc.status_code, exc.message)
+        try:
+            new = await bridge.inbox.add(connection.id, name, notices)
+        except Exception:
+            log.exception("webhook.store_failed", processor=name, connection=connection_id)
+            metrics.deliveries.labels(name, "store_failed").inc()
+            return _refuse(503, "the event could not be stored; retry later")
+        outcome = "stored" if new else "duplicate"
+        metrics.deliveries.labels(name, outcome).inc()
+        metrics.events_stored.labels(name).inc(new)
+        metrics.ingest_seconds.labels(name).observe(time.perf_counter() - started)
+        return JSONResponse({"received": len(notices), "stored": new})
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        try:
+            await bridge.store.ping()
+            found = await bridge.store.schema_revision()
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        head = schema.head_revision()
+        if found != head:
+            return JSONResponse(
+                {"status": "unavailable", "schema": found, "expected": head, "fix": "run `thred-bridge migrate`"},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "schema": found})
+
+    async def metrics_view(_request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/{processor}/{connection_id}", webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_view, methods=["GET"]),
+        ]
+    )
+

@@ -1,0 +1,186 @@
+"""The Stripe API adapter: fetches charges, balance transactions, customers and PaymentIntents.
+
+Built on the official SDK (``stripe.StripeClient`` with its async ``HTTPXClient``) and answers plain
+JSON dicts, never SDK objects. SDK exceptions stay in this module: each becomes a ProcessorError
+(permanent) or ProcessorUnavailableError (transient, with a 429's ``Retry-After``). The SDK's own
+retries are off, so the bridge's retry policy is the only one. The secret key never appears in a
+message or a repr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, Self
+
+import httpx
+import stripe
+
+from thred_bridge.errors import ProcessorError, ProcessorUnavailableError
+
+DEFAULT_BASE_URL = "https://api.stripe.com"
+log = logging.getLogger(__name__)
+
+# Anything shaped like a Stripe secret or restricted key, in case a message echoes one.
+_KEY_PATTERN = re.compile(r"\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9]+")
+
+
+class _HttpClient(stripe.HTTPXClient):
+    """``HTTPXClient`` that takes ``Stripe-Notice`` headers out of the response and logs them.
+
+    The SDK turns that header into ``warnings.warn`` (``_api_requestor._maybe_emit_stripe_notice``),
+    which is a crash under ``-W error`` and noise in a service; a log line is where notices belong.
+    """
+
+    async def request_async(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        content, status, response_headers = await super().request_async(method, url, headers, post_data)
+        if "stripe-notice" in response_headers:
+            kept = httpx.Headers(response_headers)
+            log.warning("Stripe notice on %s %s: %s", method.upper(), url, kept["stripe-notice"])
+            del kept["stripe-notice"]
+            response_headers = kept
+        return content, status, response_headers
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            try:
+                seconds = float(value)
+            except ValueError:
+                return None  # an HTTP date: leave the delay to the bridge's backoff
+            return max(seconds, 0.0)
+    return None
+
+
+class StripeApi:
+    """Reads Stripe objects as JSON; ``account`` sends ``Stripe-Account`` (Connect)."""
+
+    def __init__(self, api_key: str, *, base_url: str = DEFAULT_BASE_URL, timeout: float = 30.0) -> None:
+        if not api_key:
+            raise ValueError("a Stripe secret key is required")
+        self._api_key = api_key
+        self._base_url = base_url.rstrip("/")
+        self._http = _HttpClient(timeout=timeout)
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": self._base_url},
+            http_client=self._http,
+            max_network_retries=0,
+        )
+
+    def __repr__(self) -> str:
+        return f"StripeApi(base_url={self._base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._http.close_async()  # type: ignore[no-untyped-call]  # unannotated in stripe 16
+
+    async def charge(self, charge_id: str, *, account: str | None = None) -> dict[str, Any]:
+        """``GET /v1/charges/{id}``."""
+        self._check_id("charge", charge_id)
+        try:
+            obj = await self._client.v1.charges.retrieve_async(charge_id, options=self._options(account))
+        except stripe.StripeError as exc:
+            raise self._error(exc, "charge", charge_id, account) from exc
+        return self._json(obj)
+
+    async def balance_transaction(self, txn_id: str, *, account: str | None = None) -> dict[str, Any]:
+        """``GET /v1/balance_transactions/{id}``."""
+        self._check_id("balance transaction", txn_id)
+        try:
+            obj = await self._client.v1.balance_transactions.retrieve_async(
+                txn_id, options=self._options(account)
+            )
+        except stripe.StripeError as exc:
+            raise self._error(exc, "balance transaction", txn_id, account) from exc
+        return self._json(obj)
+
+    async def customer(self, customer_id: str, *, account: str | None = None) -> dict[str, Any]:
+        """``GET /v1/customers/{id}`` (a deleted customer answers ``{"id", "deleted": true}``)."""
+        self._check_id("customer", customer_id)
+        try:
+            obj = await self._client.v1.customers.retrieve_async(customer_id, options=self._options(account))
+        except stripe.StripeError as exc:
+            raise self._error(exc, "customer", customer_id, account) from exc
+        return self._json(obj)
+
+    async def payment_intent(self, pi_id: str, *, account: str | None = None) -> dict[str, Any]:
+        """``GET /v1/payment_intents/{id}``."""
+        self._check_id("PaymentIntent", pi_id)
+        try:
+            obj = await self._client.v1.payment_intents.retrieve_async(pi_id, options=self._options(account))
+        except stripe.StripeError as exc:
+            raise self._error(exc, "PaymentIntent", pi_id, account) from exc
+        return self._json(obj)
+
+    @staticmethod
+    def _options(account: str | None) -> stripe.RequestOptions:
+        return {"stripe_account": account} if account else {}
+
+    @staticmethod
+    def _check_id(noun: str, object_id: str) -> None:
+        # An empty id would turn GET /v1/charges/{id} into the list endpoint.
+        if not object_id or not object_id.strip():
+            raise ProcessorError(f"refusing to fetch a Stripe {noun} with an empty id")
+
+    @staticmethod
+    def _json(obj: stripe.StripeObject) -> dict[str, Any]:
+        # The raw body, not ``to_dict()``: the SDK coerces some fields (decimal strings → Decimal), and
+        # the bridge stores and reads exactly what Stripe sent.
+        response = obj.last_response
+        if response is not None:
+            data = json.loads(response.body)
+            if isinstance(data, dict):
+                return data
+        return obj.to_dict()
+
+    def _scrub(self, text: str) -> str:
+        return _KEY_PATTERN.sub("[redacted key]", text.replace(self._api_key, "[redacted key]"))
+
+    def _error(
+        self, exc: stripe.StripeError, noun: str, object_id: str, account: str | None
+    ) -> ProcessorError:
+        status = exc.http_status
+        said = self._scrub(exc.user_message or type(exc).__name__)
+        where = f" on account {account}" if account else ""
+        request = f"; request {exc.request_id}" if exc.request_id else ""
+        if isinstance(exc, stripe.RateLimitError) or status == 429:
+            return ProcessorUnavailableError(
+                f"Stripe rate limit while fetching {noun} {object_id}{where} ({said}{request})",
+                status=429,
+                retry_after=_retry_after(exc.headers),
+            )
+        if isinstance(exc, stripe.APIConnectionError):
+            return ProcessorUnavailableError(
+                f"cannot reach Stripe to fetch {noun} {object_id}{where} ({said})"
+            )
+        # 409 is a lock timeout or conflict, which Stripe's own retry logic retries; 5xx is Stripe's fault.
+        if status is not None and (status >= 500 or status == 409):
+            return ProcessorUnavailableError(
+                f"Stripe answered {status} for {noun} {object_id}{where} ({said}{request})",
+                status=status,
+                retry_after=_retry_after(exc.headers),
+            )
+        if status == 404:
+            return ProcessorError(f"Stripe has no {noun} {object_id}{where} ({said}{request})", status=404)
+        if isinstance(exc, stripe.AuthenticationError):
+            return ProcessorError(f"Stripe refused the secret key ({said}{request})", status=status or 401)
+        if isinstance(exc, stripe.PermissionError):
+            return ProcessorError(
+                f"the Stripe key may not read {noun} {object_id}{where} ({said}{request})",
+                status=status or 403,
+            )
+        return ProcessorError(
+            f"Stripe refused to fetch {noun} {object_id}{where}: {status} ({said}{request})", status=status
+        )

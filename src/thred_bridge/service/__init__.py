@@ -1,0 +1,1 @@
+"""Use cases. Async; the only layer that opens transactions."""

@@ -1,0 +1,90 @@
+"""Outbox → Thred: each record is sent once its parents are, then marked sent, due later, or failed.
+
+A record's children (the invoice after its customer, the payment after its invoice) are claimed in
+the same transaction that marks it sent and sent right after, in the same task, so one charge's
+chain does not wait for the next poll.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import structlog
+
+from thred_bridge.domain.queue import ClaimedRecord
+from thred_bridge.domain.records import fill
+from thred_bridge.domain.retry import next_due
+from thred_bridge.errors import TRANSIENT, describe, ThredError, retry_after_of
+from thred_bridge.service.ports import Clock, Store, ThredApi
+
+log = structlog.get_logger("thred_bridge.dispatch")
+
+
+class Dispatching:
+    """Claims ready records and creates them in Thred."""
+
+    def __init__(
+        self, store: Store, thred: ThredApi, clock: Clock, *, owner: str, max_attempts: int, lease: timedelta
+    ) -> None:
+        self._store = store
+        self._thred = thred
+        self._clock = clock
+        self.owner = owner
+        self._max_attempts = max_attempts
+        self._lease = lease
+
+    async def claim(self, limit: int) -> list[ClaimedRecord]:
+        async with self._store.transaction() as tx:
+            return await tx.claim_records(self.owner, self._clock(), limit, self._lease)
+
+    async def handle(self, first: ClaimedRecord) -> str:
+        """Send ``first`` and then each child it unblocks; returns the first record's outcome."""
+        queue = [first]
+        first_outcome = ""
+        while queue:
+            record = queue.pop(0)
+            outcome, children = await self._send_one(record)
+            first_outcome = first_outcome or outcome
+            queue.extend(children)
+        return first_outcome
+
+    async def _send_one(self, record: ClaimedRecord) -> tuple[str, list[ClaimedRecord]]:
+        bound = log.bind(kind=record.kind, external_id=record.external_id, connection=record.connection_id)
+        try:
+            created = await self._thred.create(
+                record.business_id,
+                record.kind,
+                fill(record.body, record.resolved),
+                parent_id=record.parent_id,
+                idempotency_key=record.idempotency_key,
+            )
+        except TRANSIENT as exc:
+            message = describe(exc)
+            if record.attempts >= self._max_attempts:
+                await self._fail(record, f"gave up after {record.attempts} attempts: {message}")
+                return "failed", []
+            due = next_due(record.attempts, self._clock(), random.random(), retry_after_of(exc))
+            bound.info("record.retry", error=message, due=due.isoformat())
+            async with self._store.transaction() as tx:
+                await tx.retry_record(record.id, due, message)
+            return "retry", []
+        except ThredError as exc:
+            await self._fail(record, describe(exc))
+            return "failed", []
+        except Exception as exc:
+            bound.exception("record.crashed")
+            await self._fail(record, f"internal error ({type(exc).__name__}): {exc}")
+            return "failed", []
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            children = await tx.record_sent(record.id, created.id, now)
+            ready = await tx.claim_records(self.owner, now, len(children), self._lease, ids=children) if children else []
+        bound.info("record.sent", thred_id=created.id)
+        return "sent", ready
+
+    async def _fail(self, record: ClaimedRecord, error: str) -> None:
+        log.warning("record.failed", kind=record.kind, external_id=record.external_id, error=error)
+        async with self._store.transaction() as tx:
+            await tx.fail_record(record.id, error)
+

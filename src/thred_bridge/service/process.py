@@ -1,0 +1,85 @@
+"""Inbox → movements → records → outbox. One event at a time per processor object.
+
+Fetching and translating happen outside any transaction; the outbox rows and "event done" commit
+together, so a worker killed at any point leaves either nothing or everything of that step.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from datetime import timedelta
+
+import structlog
+
+from thred_bridge.domain.queue import ClaimedEvent
+from thred_bridge.domain.records import records_for
+from thred_bridge.domain.retry import next_due
+from thred_bridge.errors import TRANSIENT, describe, BridgeError, UnknownConnectionError, retry_after_of
+from thred_bridge.processors.base import Processor
+from thred_bridge.service.connections import Connections
+from thred_bridge.service.ports import Clock, Store
+
+log = structlog.get_logger("thred_bridge.process")
+
+
+class Processing:
+    """Claims due events and turns each into outbox records."""
+
+    def __init__(
+        self,
+        store: Store,
+        connections: Connections,
+        processors: Mapping[str, Processor],
+        clock: Clock,
+        *,
+        owner: str,
+        max_attempts: int,
+        lease: timedelta,
+    ) -> None:
+        self._store = store
+        self._connections = connections
+        self._processors = processors
+        self._clock = clock
+        self.owner = owner
+        self._max_attempts = max_attempts
+        self._lease = lease
+
+    async def claim(self, limit: int) -> list[ClaimedEvent]:
+        async with self._store.transaction() as tx:
+            return await tx.claim_events(self.owner, self._clock(), limit, self._lease)
+
+    async def handle(self, event: ClaimedEvent) -> str:
+        """Process one claimed event; returns its outcome (done, retry, failed, lost)."""
+        bound = log.bind(event_id=event.event_id, type=event.event_type, connection=event.connection_id)
+        try:
+            connection = await self._connections.get(event.connection_id, include_removed=True)
+            if not connection.active:
+                raise UnknownConnectionError(f"connection {connection.id} was removed")
+            processor = self._processors[event.processor]
+            movements = await processor.movements(event, connection)
+            planned = records_for(movements)
+        except TRANSIENT as exc:
+            if event.attempts >= self._max_attempts:
+                return await self._fail(event, f"gave up after {event.attempts} attempts: {describe(exc)}")
+            due = next_due(event.attempts, self._clock(), random.random(), retry_after_of(exc))
+            bound.info("event.retry", error=describe(exc), due=due.isoformat())
+            async with self._store.transaction() as tx:
+                kept = await tx.retry_event(event.id, self.owner, due, describe(exc))
+            return "retry" if kept else "lost"
+        except BridgeError as exc:
+            return await self._fail(event, describe(exc))
+        except Exception as exc:
+            bound.exception("event.crashed")
+            return await self._fail(event, f"internal error ({type(exc).__name__}): {exc}")
+        async with self._store.transaction() as tx:
+            kept = await tx.finish_event(event.id, self.owner, self._clock(), planned, event.connection_id)
+        bound.info("event.done", records=len(planned)) if kept else bound.warning("event.lease_lost")
+        return "done" if kept else "lost"
+
+    async def _fail(self, event: ClaimedEvent, error: str) -> str:
+        log.warning("event.failed", event_id=event.event_id, error=error)
+        async with self._store.transaction() as tx:
+            kept = await tx.fail_event(event.id, self.owner, error)
+        return "failed" if kept else "lost"
+

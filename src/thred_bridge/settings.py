@@ -1,0 +1,52 @@
+"""Configuration from the environment (and a `.env` file), as INTERFACE.md names it.
+
+Read by `bootstrap` and `entrypoints/cli` only; everything else receives plain values.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ADYEN_REPORT_HOSTS = "ca-live.adyen.com,ca-test.adyen.com"
+
+
+class Settings(BaseSettings):
+    """Every knob the bridge reads. Unprefixed THRED_* names are Thred's own credentials."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("sqlite:///thred-bridge.db", alias="BRIDGE_DATABASE_URL")
+    thred_api_url: str | None = Field(None, alias="THRED_API_URL")
+    thred_partner_id: str | None = Field(None, alias="THRED_PARTNER_ID")
+    thred_api_key: SecretStr | None = Field(None, alias="THRED_API_KEY")
+    secret_key: SecretStr | None = Field(None, alias="BRIDGE_SECRET_KEY")
+    public_url: str = Field("http://127.0.0.1:8000", alias="BRIDGE_PUBLIC_URL")
+    admin_token: SecretStr | None = Field(None, alias="BRIDGE_ADMIN_TOKEN")
+    stripe_api_base: str = Field("https://api.stripe.com", alias="BRIDGE_STRIPE_API_BASE")
+    mollie_api_base: str = Field("https://api.mollie.com", alias="BRIDGE_MOLLIE_API_BASE")
+    adyen_report_hosts: str = Field(ADYEN_REPORT_HOSTS, alias="BRIDGE_ADYEN_REPORT_HOSTS")
+    workers: int = Field(1, ge=0, le=64, alias="BRIDGE_WORKERS")
+    env: Literal["development", "production"] = Field("development", alias="BRIDGE_ENV")
+    worker_concurrency: int = Field(16, ge=1, le=512, alias="BRIDGE_WORKER_CONCURRENCY")
+    max_attempts: int = Field(12, ge=1, le=100, alias="BRIDGE_MAX_ATTEMPTS")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, alias="BRIDGE_MAX_BODY_BYTES")
+    log_level: str = Field("info", alias="BRIDGE_LOG_LEVEL")
+    lease_seconds: float = Field(60.0, ge=1.0, alias="BRIDGE_LEASE_SECONDS")
+    thred_timeout: float = Field(15.0, gt=0, alias="BRIDGE_THRED_TIMEOUT")
+
+    @field_validator("thred_api_url", "thred_partner_id", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def embedded_sandbox(self) -> bool:
+        """True when no Thred URL is configured: the bridge starts the sandbox beside itself."""
+        return self.thred_api_url is None
+
+
+def load() -> Settings:
+    return Settings()

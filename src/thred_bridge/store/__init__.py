@@ -1,0 +1,1 @@
+"""Persistence: the connections, the inbox (the queue), the records (outbox and mapping), leases."""

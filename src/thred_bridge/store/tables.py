@@ -1,0 +1,145 @@
+"""The schema, in SQLAlchemy Core. Alembic migrations are written from it; both dialects share it.
+
+- ``connections``: a merchant's processor account, mapped to one Thred business.
+- ``events``: the inbox and the queue. One row per verified processor event, unique per connection.
+- ``records``: the outbox and the mapping. One row per Thred record (kind, external id), with the
+  Thred id once sent.
+- ``leases``: which worker holds which processor object, so events about one object never run at once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+SCHEMA_REVISION = "0001"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both dialects (SQLite stores them naive; this restores the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("processor", String(20), nullable=False),
+    Column("business_id", String(100), nullable=False),
+    Column("account", String(100), nullable=True),
+    Column("label", String(200), nullable=True),
+    Column("credentials", Text, nullable=False),  # encrypted JSON object
+    Column("webhook_secrets", Text, nullable=False),  # encrypted JSON list; several during rotation
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("removed_at", UTCDateTime(), nullable=True),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("connection_id", String(40), nullable=False),
+    Column("processor", String(20), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("object_key", String(255), nullable=False),
+    Column("account", String(100), nullable=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("status", String(20), nullable=False),  # pending processing done ignored failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("locked_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("processed_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("connection_id", "event_id"),
+    Index("ix_events_due", "status", "next_attempt_at"),
+    Index("ix_events_object", "connection_id", "object_key"),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("connection_id", String(40), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("body", Text, nullable=False),  # JSON, Thred field names, parent ids left out
+    Column("parents", Text, nullable=False),  # JSON {body path: [kind, external id]}
+    Column("parent_path", Text, nullable=True),  # JSON [kind, external id] of a URL parent
+    Column("idempotency_key", String(255), nullable=True),
+    Column("status", String(20), nullable=False),  # pending sent failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("locked_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("thred_id", String(100), nullable=True),
+    Column("event_id", BigInteger, nullable=True),  # the inbox row that first asked for it
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("connection_id", "kind", "external_id"),
+    Index("ix_records_due", "status", "next_attempt_at"),
+    Index("ix_records_event", "event_id"),
+)
+
+record_parents = Table(
+    "record_parents",
+    metadata,
+    Column("record_id", BigInteger, primary_key=True),
+    Column("connection_id", String(40), primary_key=True),
+    Column("kind", String(20), primary_key=True),
+    Column("external_id", String(255), primary_key=True),
+    Index("ix_record_parents_parent", "connection_id", "kind", "external_id"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("connection_id", String(40), primary_key=True),
+    Column("object_key", String(255), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
