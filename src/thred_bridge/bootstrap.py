@@ -18,8 +18,8 @@ from pathlib import Path
 from thred_bridge.crypto import Vault, local_key
 from thred_bridge.errors import ConfigError
 from thred_bridge.observe import Metrics
-from thred_bridge.processors.registry import registry
 from thred_bridge.processors.base import Processor
+from thred_bridge.processors.registry import registry
 from thred_bridge.sandbox import create_app as create_sandbox
 from thred_bridge.service.connections import Connections
 from thred_bridge.service.dispatch import Dispatching
@@ -87,7 +87,12 @@ class Bridge:
             owner=self.owner, max_attempts=self.settings.max_attempts, lease=lease,
         )  # fmt: skip
         dispatching = Dispatching(
-            self.store, self.thred, utc_now, owner=self.owner, max_attempts=self.settings.max_attempts, lease=lease
+            self.store,
+            self.thred,
+            utc_now,
+            owner=self.owner,
+            max_attempts=self.settings.max_attempts,
+            lease=lease,
         )
         return Worker(
             processing, dispatching, concurrency=concurrency or self.settings.worker_concurrency, poll=poll,

@@ -98,9 +98,7 @@ class ProcessorError(BridgeError):
 class ProcessorUnavailableError(ProcessorError):
     """The processor API is unavailable; try again later."""
 
-    def __init__(
-        self, message: str | None = None, status: int | None = None, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, message: str | None = None, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message, status)
         self.retry_after = retry_after
 

@@ -58,5 +58,8 @@ class Metrics:
             "bridge_events_processed", "Events processed by outcome", ["outcome"], registry=self.registry
         )
         self.dispatched = Counter(
-            "bridge_records_dispatched", "Thred records dispatched by outcome", ["outcome"], registry=self.registry
+            "bridge_records_dispatched",
+            "Thred records dispatched by outcome",
+            ["outcome"],
+            registry=self.registry,
         )

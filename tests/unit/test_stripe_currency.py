@@ -9,8 +9,25 @@ from hypothesis import strategies as st
 from thred_bridge.domain.money import Money, MoneyError, iso_exponent
 from thred_bridge.processors.stripe.currency import from_stripe, stripe_exponent, to_stripe
 
-ZERO_DECIMAL = "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
-THREE_DECIMAL = "BHD JOD KWD OMR TND".split()
+ZERO_DECIMAL = [
+    "BIF",
+    "CLP",
+    "DJF",
+    "GNF",
+    "JPY",
+    "KMF",
+    "KRW",
+    "MGA",
+    "PYG",
+    "RWF",
+    "UGX",
+    "VND",
+    "VUV",
+    "XAF",
+    "XOF",
+    "XPF",
+]
+THREE_DECIMAL = ["BHD", "JOD", "KWD", "OMR", "TND"]
 TWO_DECIMAL = ["USD", "EUR", "GBP", "HUF", "TWD", "CHF", "SEK"]
 amounts = st.integers(min_value=-(10**15), max_value=10**15)
 

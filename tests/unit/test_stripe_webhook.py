@@ -19,18 +19,56 @@ from thred_bridge.processors.stripe.webhook import (
     verify,
 )
 
-EXAMPLES = Path("/work/shared/examples/stripe")
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "stripe"
-VECTOR: dict[str, Any] = json.loads((EXAMPLES / "signature_vector_COMPUTED.json").read_text())
+
+# shared/examples/stripe/signature_vector_COMPUTED.json: computed with stripe-python 16.1.0 from the inputs of
+# its tests/test_webhook.py (Stripe publishes no fixed vector). Embedded so the suite stands alone; the test
+# below checks it against the shared copy when one is beside the repository.
+VECTOR: dict[str, Any] = {
+    "secret": "whsec_test_secret",
+    "timestamp": 1700000000,
+    "raw_body": '{\n  "id": "evt_test_webhook",\n  "object": "event",\n'
+    '  "data": { "object": { "id": "rdr_123", "object": "terminal.reader" } }\n}',
+    "expected_v1_hex": "3bfab77baf5f7b6991a46c9b53b6547d7afc56148b10468fcad9f35c1992ffbd",
+    "stripe_signature_header": "t=1700000000,v1=3bfab77baf5f7b6991a46c9b53b6547d7afc56148b10468fcad9f35c1992ffbd",
+    "rotation_example": {
+        "old_secret": "whsec_old_secret",
+        "header_with_two_v1_and_a_v0": "t=1700000000,"
+        "v1=6b8526f4a44bb7a817ad2cb8b27706b926c9b563164e8c1e15dab9acd8d51d57,"
+        "v1=3bfab77baf5f7b6991a46c9b53b6547d7afc56148b10468fcad9f35c1992ffbd,"
+        "v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39",
+    },
+}
 BODY = VECTOR["raw_body"].encode("utf-8")
 SECRET = VECTOR["secret"]
 T = VECTOR["timestamp"]
 AT_T = datetime.fromtimestamp(T, UTC)
 
 
+def _shared_vector() -> Path | None:
+    here = Path(__file__).resolve()
+    for root in (*here.parents, Path("/work")):
+        candidate = root / "shared" / "examples" / "stripe" / "signature_vector_COMPUTED.json"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def test_the_embedded_vector_is_the_shared_one() -> None:
+    path = _shared_vector()
+    if path is None:
+        pytest.skip("no shared/examples beside this checkout")
+    shared = json.loads(path.read_text())
+    for key, value in VECTOR.items():
+        if isinstance(value, dict):
+            assert {k: shared[key][k] for k in value} == value, key
+        else:
+            assert shared[key] == value, key
+    assert shared["signed_payload"].encode("utf-8") == b"%d." % T + BODY
+
+
 def test_the_computed_vector_verifies() -> None:
     assert sign_header(BODY, SECRET, T) == VECTOR["stripe_signature_header"]
-    assert VECTOR["signed_payload"].encode("utf-8") == b"%d." % T + BODY
     verify(BODY, VECTOR["stripe_signature_header"], [SECRET], AT_T)
 
 
@@ -59,15 +97,21 @@ def test_tolerance_is_300_seconds_either_side() -> None:
     header = VECTOR["stripe_signature_header"]
     with freeze_time(AT_T + timedelta(seconds=299)):
         verify(BODY, header, [SECRET], datetime.now(UTC))
-    with freeze_time(AT_T + timedelta(seconds=301)):
-        with pytest.raises(SignatureError, match=r"stale timestamp: signed 301 s ago \(tolerance 300 s\)"):
-            verify(BODY, header, [SECRET], datetime.now(UTC))
+    stale = r"stale timestamp: signed 301 s ago \(tolerance 300 s\)"
+    with freeze_time(AT_T + timedelta(seconds=301)), pytest.raises(SignatureError, match=stale):
+        verify(BODY, header, [SECRET], datetime.now(UTC))
     with freeze_time(AT_T - timedelta(seconds=299)):
         verify(BODY, header, [SECRET], datetime.now(UTC))
-    with freeze_time(AT_T - timedelta(seconds=301)):
-        with pytest.raises(SignatureError, match="301 s in the future"):
-            verify(BODY, header, [SECRET], datetime.now(UTC))
+    with freeze_time(AT_T - timedelta(seconds=301)), pytest.raises(SignatureError, match="301 s in the future"):
+        verify(BODY, header, [SECRET], datetime.now(UTC))
     assert TOLERANCE_S == 300
+
+
+def test_the_boundary_is_exact_to_the_microsecond() -> None:
+    header = VECTOR["stripe_signature_header"]
+    verify(BODY, header, [SECRET], AT_T + timedelta(seconds=300))
+    with pytest.raises(SignatureError, match="stale"):
+        verify(BODY, header, [SECRET], AT_T + timedelta(seconds=300, microseconds=1))
 
 
 @pytest.mark.parametrize(
@@ -82,6 +126,7 @@ def test_tolerance_is_300_seconds_either_side() -> None:
         ("t=-5,v1=abc", "is not an integer"),
         ("t=1.5,v1=abc", "is not an integer"),
         (f"t={T},t={T},v1=abc", "more than one t="),
+        (f"t={'9' * 5000},v1=abc", "is not an integer"),
         (f"t={T}", "no v1 signature"),
         (f"t={T},v2=abc", "no v1 signature"),
         (f"t={T},v1=00", "no v1 signature matches any configured secret"),
@@ -137,12 +182,12 @@ def test_bytes_that_are_not_utf8_still_verify() -> None:
 
 def test_text_is_refused_as_a_programming_error() -> None:
     with pytest.raises(TypeError, match="raw request bytes"):
-        verify(VECTOR["raw_body"], VECTOR["stripe_signature_header"], [SECRET], AT_T)  # type: ignore[arg-type]
+        verify(VECTOR["raw_body"], VECTOR["stripe_signature_header"], [SECRET], AT_T)
 
 
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        verify(BODY, VECTOR["stripe_signature_header"], [SECRET], datetime(2023, 11, 14, 22, 13, 20))  # noqa: DTZ001
+        verify(BODY, VECTOR["stripe_signature_header"], [SECRET], datetime(2023, 11, 14, 22, 13, 20))
 
 
 # ---- parse_event -------------------------------------------------------------------------------------
@@ -190,13 +235,6 @@ def test_charge_id_of_other_objects(obj: dict[str, Any], charge_id: str | None) 
     assert event.charge_id == charge_id
     assert event.livemode is True
     assert not event.handled
-
-
-def test_dj_stripe_dispute_event_names_its_charge() -> None:
-    event = parse_event((EXAMPLES / "event_charge_dispute_created_djstripe.json").read_bytes())
-    assert event.object_type == "dispute"
-    assert event.charge_id is not None
-    assert event.charge_id.startswith("ch_")
 
 
 @pytest.mark.parametrize(

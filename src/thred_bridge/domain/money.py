@@ -128,8 +128,8 @@ def to_exponent(money: Money, exponent: int) -> int:
     """Money → an integer at a processor's exponent (the inverse of :func:`rescale`)."""
     iso = money.exponent
     if exponent >= iso:
-        return money.minor * 10 ** (exponent - iso)
+        return int(money.minor * 10 ** (exponent - iso))
     factor = 10 ** (iso - exponent)
     if money.minor % factor:
         raise MoneyError(f"{money.format()} cannot be written with {exponent} decimals")
-    return money.minor // factor
+    return int(money.minor // factor)

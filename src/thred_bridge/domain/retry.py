@@ -17,7 +17,7 @@ def backoff(attempts: int, jitter: float, *, base: float = BASE_S, cap: float = 
         return 0.0
     if not 0.0 <= jitter < 1.0:
         raise ValueError("jitter must be in [0, 1)")
-    exp = min(cap, base * 2 ** min(attempts - 1, 32))
+    exp = min(cap, base * float(2 ** min(attempts - 1, 32)))
     return min(cap, exp * (0.5 + jitter))
 
 

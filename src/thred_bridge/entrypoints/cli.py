@@ -54,9 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     stripe.add_argument("--json", action="store_true")
     stripe.add_argument("--business-id", required=True, help="the Thred business that books this account")
     stripe.add_argument("--api-key", required=True, help="secret or restricted key (sk_… / rk_…)")
-    stripe.add_argument(
-        "--webhook-secret", action="append", required=True, help="whsec_…; repeat during rotation"
-    )
+    stripe.add_argument("--webhook-secret", action="append", required=True, help="whsec_…; repeat during rotation")
     stripe.add_argument("--account", default=None, help="connected account acct_… (Stripe Connect)")
     stripe.add_argument("--label", default=None)
     for action in ("list",):

@@ -57,9 +57,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
 
     async with open_bridge(settings) as bridge:
         stop = asyncio.Event()
-        workers = [
-            asyncio.create_task(bridge.worker().run(stop), name=f"worker-{i}") for i in range(settings.workers)
-        ]
+        workers = [asyncio.create_task(bridge.worker().run(stop), name=f"worker-{i}") for i in range(settings.workers)]
         config = uvicorn.Config(
             create_app(bridge), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
         )
@@ -106,7 +104,9 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
         partners = {settings.thred_partner_id: settings.thred_api_key.get_secret_value()}
     app = create_sandbox(path=args.path, partners=partners)
     if not args.json:
-        out.print(f"Thred sandbox on http://{args.host}:{args.port} ({'file ' + args.path if args.path else 'in memory'})")
+        out.print(
+            f"Thred sandbox on http://{args.host}:{args.port} ({'file ' + args.path if args.path else 'in memory'})"
+        )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -129,7 +129,7 @@ async def _connections(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "add":
             return await _add(args, settings, bridge)
         if args.action == "list":
-            found = await bridge.connections.list(include_removed=args.all)
+            found = await bridge.connections.all(include_removed=args.all)
             shown = [describe_connection(settings, c) for c in found]
             if args.json:
                 _print_json(shown)
@@ -137,16 +137,18 @@ async def _connections(args: argparse.Namespace, settings: Settings) -> int:
                 table = Table("id", "processor", "business", "account", "webhook URL", "state")
                 for c in shown:
                     state = "removed" if c["removed_at"] else "active"
-                    table.add_row(c["id"], c["processor"], c["business_id"], c["account"] or "", c["webhook_url"], state)
+                    table.add_row(
+                        c["id"], c["processor"], c["business_id"], c["account"] or "", c["webhook_url"], state
+                    )
                 out.print(table if shown else "no connections yet: `thred-bridge connections add stripe …`")
             return 0
         if args.action == "show":
             connection = await bridge.connections.get(args.id, include_removed=True)
-            shown = describe_connection(settings, connection)
+            one = describe_connection(settings, connection)
             if args.json:
-                _print_json(shown)
+                _print_json(one)
             else:
-                for key, value in shown.items():
+                for key, value in one.items():
                     out.print(f"{key:16} {value if value is not None else ''}")
             return 0
         await bridge.connections.remove(args.id)
@@ -197,7 +199,7 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
         if args.id:
             targets = [await bridge.connections.get(args.id, include_removed=True)]
         else:
-            targets = await bridge.connections.list()
+            targets = await bridge.connections.all()
         statuses = [await bridge.connections.status(c) for c in targets]
     now = utc_now()
     rows = [_status_row(s, now) for s in statuses]
@@ -207,14 +209,13 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
         table = Table("connection", "processor", "received", "synced", "waiting", "failed", "ignored", "oldest waiting")
         for r in rows:
             age = r["oldest_waiting_seconds"]
-            table.add_row(
-                r["connection_id"], r["processor"], *(str(r[k]) for k in ("received", "synced", "waiting", "failed", "ignored")),
-                "" if age is None else f"{age:.0f} s",
-            )  # fmt: skip
+            counts = (str(r[k]) for k in ("received", "synced", "waiting", "failed", "ignored"))
+            table.add_row(r["connection_id"], r["processor"], *counts, "" if age is None else f"{age:.0f} s")
         out.print(table)
         for r in rows:
             for failure in r["failures"]:
-                out.print(f"[red]failed[/red] {r['connection_id']} {failure['event_id']} ({failure['type']}): {failure['error']}")
+                what = f"{r['connection_id']} {failure['event_id']} ({failure['type']})"
+                out.print(f"[red]failed[/red] {what}: {failure['error']}", markup=True)
     return 1 if any(r["failed"] for r in rows) else 0
 
 

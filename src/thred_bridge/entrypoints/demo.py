@@ -56,7 +56,7 @@ CHARGES: list[tuple[int, str, str | None, str | None, int | None, str | None]] =
     (250000, "isk", None, None, 5, None),
     (18000, "sek", None, None, None, "lina@example.se"),
 ]
-CUSTOMERS = [
+CUSTOMERS: list[dict[str, str | None]] = [
     {"name": "Ada Lovelace", "email": "ada@example.org"},
     {"name": "Brasserie Nord BV", "email": "ap@brasserie-nord.example"},
     {"name": "Grace Hopper", "email": "grace@example.com"},
@@ -92,7 +92,9 @@ async def _demo(tmp: Path, console: Console, json_output: bool, timeout: float) 
             connection = await bridge.connections.add(
                 NewConnection("stripe", business_id, {"api_key": API_KEY}, (WEBHOOK_SECRET,), label="demo")
             )
-            console.print(f"[bold]thred-bridge demo[/bold]: Thred sandbox at {bridge.thred_url}, Stripe simulated at {stripe_url}")
+            console.print(
+                f"[bold]thred-bridge demo[/bold]: Thred sandbox at {bridge.thred_url}, Stripe simulated at {stripe_url}"
+            )
             stop = asyncio.Event()
             worker = asyncio.create_task(bridge.worker(poll=0.2).run(stop))
             async with serve_in_background(create_app(bridge)) as bridge_url:
@@ -116,7 +118,7 @@ async def _demo(tmp: Path, console: Console, json_output: bool, timeout: float) 
 def _traffic(world: StripeWorld) -> tuple[dict[str, Money], list[tuple[bytes, dict[str, str]]]]:
     """The charges, and their signed deliveries: duplicated, doubled by event kind, shuffled."""
     rng = random.Random(11)
-    customers = [world.add_customer(**c) for c in CUSTOMERS]
+    customers = [world.add_customer(name=c["name"], email=c["email"]) for c in CUSTOMERS]
     expected: dict[str, Money] = {}
     events: list[dict[str, Any]] = []
     for i, (amount, currency, settle, rate, cust, email) in enumerate(CHARGES):
@@ -187,17 +189,17 @@ def _render(console: Console, books: list[dict[str, Any]], codes: dict[int, int]
         table.add_column(column, justify="right" if column in ("amount", "Stripe fee") else "left")
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for r in books:
-        amount, fee = Money(r["amount_cents"], r["currency"]), Money(r["fee_cents"], r["currency"])
-        table.add_row(r["external_id"], r["customer"], amount.format(), fee.format(), r["thred_id"][:8] + "…")
+        paid, fee = Money(r["amount_cents"], r["currency"]), Money(r["fee_cents"], r["currency"])
+        table.add_row(r["external_id"], r["customer"], paid.format(), fee.format(), r["thred_id"][:8] + "…")
         t = totals[r["currency"]]
-        t[0], t[1], t[2] = t[0] + 1, t[1] + amount.minor, t[2] + fee.minor
+        t[0], t[1], t[2] = t[0] + 1, t[1] + paid.minor, t[2] + fee.minor
     console.print(table)
     summary = Table(title="Totals per currency")
     for column in ("currency", "payments", "gross", "fees", "net"):
         summary.add_column(column, justify="right")
-    for currency, (n, gross, fee) in sorted(totals.items()):
-        summary.add_row(currency, str(n), Money(gross, currency).format(), Money(fee, currency).format(),
-                        Money(gross - fee, currency).format())  # fmt: skip
+    for currency, (n, gross, fees) in sorted(totals.items()):
+        summary.add_row(currency, str(n), Money(gross, currency).format(), Money(fees, currency).format(),
+                        Money(gross - fees, currency).format())  # fmt: skip
     console.print(summary)
     console.print(f"webhook answers: {', '.join(f'{n}× {c}' for c, n in sorted(codes.items()))}")
     verdict = "[green]every charge landed once, to the cent[/green]" if ok else "[red]the books do not match[/red]"

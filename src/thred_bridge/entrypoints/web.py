@@ -91,7 +91,12 @@ def create_app(bridge: Bridge) -> Starlette:
         head = schema.head_revision()
         if found != head:
             return JSONResponse(
-                {"status": "unavailable", "schema": found, "expected": head, "fix": "run `thred-bridge migrate`"},
+                {
+                    "status": "unavailable",
+                    "schema": found,
+                    "expected": head,
+                    "fix": "run `thred-bridge migrate`",
+                },
                 status_code=503,
             )
         return JSONResponse({"status": "ready", "schema": found})
@@ -107,4 +112,3 @@ def create_app(bridge: Bridge) -> Starlette:
             Route("/metrics", metrics_view, methods=["GET"]),
         ]
     )
-

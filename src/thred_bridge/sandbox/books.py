@@ -62,11 +62,7 @@ class Books(Payouts):
                 gross = item.quantity * item.unit_price
                 if gross != gross.to_integral_value():
                     raise invalid(f"line_items.{n}.quantity", "quantity × unit_price must be whole cents.")
-                amount = (
-                    int(gross)
-                    - item.discount_amount
-                    + sum(t.amount - t.discount_amount for t in item.sales_taxes)
-                )
+                amount = int(gross) - item.discount_amount + sum(t.amount - t.discount_amount for t in item.sales_taxes)
                 if amount < 0:
                     raise invalid(f"line_items.{n}.discount_amount", "The discount exceeds the line amount.")
                 lines.append({"id": new_id(), **as_json(item), "amount_cents": amount})
@@ -210,9 +206,7 @@ class Books(Payouts):
                 )
                 inv["paid_cents"] -= alloc["amount_cents"]
                 if inv["paid_cents"] < inv["refunded_cents"]:
-                    raise SandboxError(
-                        400, "invalid_state", "The invoice has refunds that need this payment."
-                    )
+                    raise SandboxError(400, "invalid_state", "The invoice has refunds that need this payment.")
                 inv["paid_at"] = inv["paid_at"] if inv["paid_cents"] >= inv["total_amount_cents"] else None
                 changed[inv["id"]] = inv | {"updated_at": stamp}
             for inv in changed.values():
@@ -286,9 +280,7 @@ class Books(Payouts):
             raise not_found("refund_not_found", "Refund", refund_id)
         return doc
 
-    def create_refund_payment(
-        self, business_id: str, refund_id: str, request: CreateRefundPaymentRequest
-    ) -> Written:
+    def create_refund_payment(self, business_id: str, refund_id: str, request: CreateRefundPaymentRequest) -> Written:
         with self.mutation() as docs:
             refund = self.refund_doc(business_id, refund_id)
             key = f"{refund_id}/{request.external_id}"

@@ -112,9 +112,7 @@ def created(written_body: dict[str, Any], is_new: bool) -> JSONResponse:
 def basic_credentials(request: Request) -> tuple[str, str]:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic" or not value:
-        raise SandboxError(
-            401, "authentication_required", "Basic credentials (partner_id:api_key) are required."
-        )
+        raise SandboxError(401, "authentication_required", "Basic credentials (partner_id:api_key) are required.")
     try:
         partner_id, sep, api_key = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError) as exc:
@@ -148,9 +146,7 @@ def bearer(request: Request, books: Ledger) -> Token:
 def partner_token(request: Request, books: Ledger) -> Token:
     token = bearer(request, books)
     if token.business_id is not None:
-        raise SandboxError(
-            403, "permission_denied", "This endpoint needs a partner token, not a business token."
-        )
+        raise SandboxError(403, "permission_denied", "This endpoint needs a partner token, not a business token.")
     return token
 
 

@@ -31,9 +31,7 @@ MAX_PAGE_SIZE = 100
 class SandboxError(Exception):
     """A request the sandbox refuses, with the status and ``error_code`` Thred would answer."""
 
-    def __init__(
-        self, status: int, code: str, message: str, details: Mapping[str, list[str]] | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, details: Mapping[str, list[str]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -257,15 +255,15 @@ class Ledger:
             raise invalid("page_size", f"Ensure this value is less than or equal to {MAX_PAGE_SIZE}.")
         wanted = query.get("external_id")
         with self._lock:
-            if wanted is not None and not external_id_contains:
-                hit = self.docs.by_key(kind, scope, wanted)
-                rows = [hit] if hit is not None and hit.get("external_id") == wanted else []
-                if kind == "refund_payment":  # keyed per refund: fall back to a scan
-                    rows = [d for d in self.docs.scan(kind, scope) if d.get("external_id") == wanted]
-            else:
+            if wanted is None:
                 rows = self.docs.scan(kind, scope)
-                if wanted is not None:
-                    rows = [d for d in rows if wanted.lower() in str(d.get("external_id") or "").lower()]
+            elif external_id_contains:
+                rows = [d for d in self.docs.scan(kind, scope) if wanted.lower() in (d["external_id"] or "").lower()]
+            elif kind == "refund_payment":  # unique per refund, not per business: no index to use
+                rows = [d for d in self.docs.scan(kind, scope) if d["external_id"] == wanted]
+            else:
+                hit = self.docs.by_key(kind, scope, wanted)
+                rows = [] if hit is None else [hit]
             if where is not None:
                 rows = [d for d in rows if where(d)]
             total_pages = max(1, -(-len(rows) // size))

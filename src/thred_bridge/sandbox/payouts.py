@@ -29,8 +29,7 @@ class Payouts(Ledger):
                 raise SandboxError(
                     409,
                     "payout_reconciled",
-                    f"Payout {request.external_id} is reconciled "
-                    "to a bank transaction and can no longer be updated.",
+                    f"Payout {request.external_id} is reconciled to a bank transaction and can no longer be updated.",
                 )
             payout_id = existing["id"] if existing else new_id()
             payments = self._settled(docs, business_id, payout_id, request, "invoice_payment")
@@ -73,17 +72,14 @@ class Payouts(Ledger):
             if record_id in ids[:n]:
                 raise invalid(f"{field}.{n}", f"{record_id} is listed twice.")
             if row["currency"] != request.currency:
-                raise invalid(
-                    f"{field}.{n}", f"{record_id} is in {row['currency']}, the payout in {request.currency}."
-                )
+                raise invalid(f"{field}.{n}", f"{record_id} is in {row['currency']}, the payout in {request.currency}.")
             if row.get("status") == "cancelled":
                 raise invalid(f"{field}.{n}", f"{record_id} is cancelled.")
             if row["payout_id"] not in {None, payout_id}:
                 other = docs.get("payout", business_id, row["payout_id"]) or {}
                 raise invalid(
                     f"{field}.{n}",
-                    f"{record_id} is already settled by payout "
-                    f"{other.get('external_id')} ({row['payout_id']}).",
+                    f"{record_id} is already settled by payout {other.get('external_id')} ({row['payout_id']}).",
                 )
             rows.append(row)
         return rows

@@ -59,9 +59,7 @@ def auth_routes(
     async def businesses(request: Request) -> Response:
         partner = handling.partner_token(request, books)
         if request.method == "POST":
-            written = books.create_business(
-                await handling.body(request, CreateBusinessRequest), partner.partner_id
-            )
+            written = books.create_business(await handling.body(request, CreateBusinessRequest), partner.partner_id)
             return handling.created(written.body, written.created)
         return JSONResponse(books.page("business", "", request.query_params))
 

@@ -45,7 +45,7 @@ def _ids(query: Mapping[str, str], name: str) -> set[str] | None:
     return None if raw is None else {part.strip() for part in raw.split(",") if part.strip()}
 
 
-def record_routes(books: Books) -> list[Route]:  # noqa: PLR0915 - one closure per endpoint
+def record_routes(books: Books) -> list[Route]:
     def scoped(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def checked(request: Request) -> Response:
             business_id = request.path_params["business_id"]
@@ -147,9 +147,7 @@ def record_routes(books: Books) -> list[Route]:  # noqa: PLR0915 - one closure p
         processor, status = query.get("processor"), query.get("status")
 
         def where(doc: Doc) -> bool:
-            return (processor is None or doc["processor"] == processor) and (
-                status is None or doc["status"] == status
-            )
+            return (processor is None or doc["processor"] == processor) and (status is None or doc["status"] == status)
 
         return JSONResponse(books.page("payout", bid, query, where, external_id_contains=True))
 

@@ -131,9 +131,7 @@ class Plumbing:
 async def _send_fault(send: Send, fault: dict[str, Any]) -> None:
     status = int(fault["status"])
     code = "rate_limited" if status == 429 else "server_error" if status >= 500 else "sandbox_fault"
-    body = json.dumps(
-        {"error": f"Injected fault (sandbox): HTTP {status}", "error_code": code, "details": {}}
-    )
+    body = json.dumps({"error": f"Injected fault (sandbox): HTTP {status}", "error_code": code, "details": {}})
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     retry_after = fault["retry_after"] if fault["retry_after"] is not None else (1 if status == 429 else None)
     if retry_after is not None:

@@ -80,9 +80,7 @@ class Documents:
         self._forget_key(kind, scope, record_id)
         self._data.get((kind, scope), {}).pop(record_id, None)
         if self._db is not None:
-            self._db.execute(
-                "DELETE FROM documents WHERE kind = ? AND scope = ? AND id = ?", (kind, scope, record_id)
-            )
+            self._db.execute("DELETE FROM documents WHERE kind = ? AND scope = ? AND id = ?", (kind, scope, record_id))
 
     def commit(self) -> None:
         if self._db is not None:

@@ -181,9 +181,7 @@ def refund(docs: Documents, doc: Doc) -> Doc:
                 "amount": doc["amount_cents"],
                 "invoice_id": doc["invoice_id"],
                 "invoice_number": inv.get("invoice_number"),
-                "invoice_outstanding_balance_cents": (inv["total_amount_cents"] - inv["paid_cents"])
-                if inv
-                else None,
+                "invoice_outstanding_balance_cents": (inv["total_amount_cents"] - inv["paid_cents"]) if inv else None,
                 "target_description": f"Invoice {inv.get('invoice_number')}",
                 "description": doc.get("memo"),
                 "allocation_date": doc["created_at"],

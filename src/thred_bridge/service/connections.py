@@ -98,7 +98,7 @@ class Connections:
             raise UnknownConnectionError(f"no active connection {connection_id!r}")
         return hit[1]
 
-    async def list(self, *, include_removed: bool = False) -> list[Connection]:
+    async def all(self, *, include_removed: bool = False) -> list[Connection]:
         async with self._store.transaction() as tx:
             rows = await tx.connection_rows(include_removed=include_removed)
         return [self._decode(r._asdict()) for r in rows]

@@ -15,7 +15,7 @@ import structlog
 from thred_bridge.domain.queue import ClaimedRecord
 from thred_bridge.domain.records import fill
 from thred_bridge.domain.retry import next_due
-from thred_bridge.errors import TRANSIENT, describe, ThredError, retry_after_of
+from thred_bridge.errors import TRANSIENT, ThredError, describe, retry_after_of
 from thred_bridge.service.ports import Clock, Store, ThredApi
 
 log = structlog.get_logger("thred_bridge.dispatch")
@@ -79,7 +79,9 @@ class Dispatching:
         now = self._clock()
         async with self._store.transaction() as tx:
             children = await tx.record_sent(record.id, created.id, now)
-            ready = await tx.claim_records(self.owner, now, len(children), self._lease, ids=children) if children else []
+            ready = (
+                await tx.claim_records(self.owner, now, len(children), self._lease, ids=children) if children else []
+            )
         bound.info("record.sent", thred_id=created.id)
         return "sent", ready
 
@@ -87,4 +89,3 @@ class Dispatching:
         log.warning("record.failed", kind=record.kind, external_id=record.external_id, error=error)
         async with self._store.transaction() as tx:
             await tx.fail_record(record.id, error)
-

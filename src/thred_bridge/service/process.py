@@ -15,7 +15,7 @@ import structlog
 from thred_bridge.domain.queue import ClaimedEvent
 from thred_bridge.domain.records import records_for
 from thred_bridge.domain.retry import next_due
-from thred_bridge.errors import TRANSIENT, describe, BridgeError, UnknownConnectionError, retry_after_of
+from thred_bridge.errors import TRANSIENT, BridgeError, UnknownConnectionError, describe, retry_after_of
 from thred_bridge.processors.base import Processor
 from thred_bridge.service.connections import Connections
 from thred_bridge.service.ports import Clock, Store
@@ -82,4 +82,3 @@ class Processing:
         async with self._store.transaction() as tx:
             kept = await tx.fail_event(event.id, self.owner, error)
         return "failed" if kept else "lost"
-

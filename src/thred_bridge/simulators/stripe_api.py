@@ -145,9 +145,7 @@ class StripeWorld:
         account: str | None = None,
         customer_id: str | None = None,
     ) -> Json:
-        customer: Json = dict.fromkeys(
-            ("currency", "default_source", "description", "shipping", "test_clock")
-        )
+        customer: Json = dict.fromkeys(("currency", "default_source", "description", "shipping", "test_clock"))
         customer.update(id=customer_id or self.new_id("cus", 14), object="customer", balance=0)
         customer.update(created=self.clock(), delinquent=False, livemode=False, metadata={})
         customer.update(name=name, email=email, phone=phone, preferred_locales=[], tax_exempt="none")
@@ -206,9 +204,7 @@ class StripeWorld:
         total_fee = default_fee(settled, settle_in) if fee is None else fee
         created = self.clock()
         ids = {p: self.new_id(p) for p in ("ch", "pi", "txn", "pm")}
-        bt = self._balance_transaction(
-            ids, settled, settle_in, fee=total_fee, tax=tax, rate=exchange_rate, at=created
-        )
+        bt = self._balance_transaction(ids, settled, settle_in, fee=total_fee, tax=tax, rate=exchange_rate, at=created)
         bt["description"] = description
         charge = self._charge(ids, amount, currency, method, created)
         charge.update(customer=customer_id, description=description, metadata=dict(metadata or {}))
@@ -220,9 +216,7 @@ class StripeWorld:
         intent.update(dict.fromkeys(("transfer_data", "transfer_group")))
         intent.update(id=ids["pi"], object="payment_intent", amount=amount, amount_capturable=0)
         intent.update(amount_received=amount, capture_method="automatic_async", created=created)
-        intent.update(
-            client_secret=f"{ids['pi']}_secret_{self.new_id('s')[2:]}", confirmation_method="automatic"
-        )
+        intent.update(client_secret=f"{ids['pi']}_secret_{self.new_id('s')[2:]}", confirmation_method="automatic")
         intent.update(currency=currency, customer=customer_id, description=description, livemode=False)
         intent.update(latest_charge=ids["ch"], metadata=dict(metadata or {}), payment_method=ids["pm"])
         intent.update(payment_method_types=[method], receipt_email=billing_email, status="succeeded")
@@ -332,9 +326,7 @@ class StripeWorld:
             "Stripe-Signature": f"t={t},v1={mac}",
         }
 
-    def fail_next(
-        self, path_contains: str, status: int, times: int = 1, retry_after: int | None = None
-    ) -> None:
+    def fail_next(self, path_contains: str, status: int, times: int = 1, retry_after: int | None = None) -> None:
         """The next ``times`` requests whose path contains ``path_contains`` answer ``status``."""
         self._faults.append(_Fault(path_contains, status, times, retry_after))
 
@@ -387,7 +379,9 @@ def _answer(
         status, retry_after = fault
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         if status == 429:
-            message = "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."
+            message = (
+                "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."
+            )
             return (*_error(429, message, code="rate_limit"), headers)
         if status >= 500:
             return (*_error(status, "An unknown error occurred", "api_error"), headers)

@@ -20,7 +20,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.dml import Insert
 
 from thred_bridge.domain.queue import ClaimedEvent, ClaimedRecord, Notice
 from thred_bridge.domain.records import Record, Ref
@@ -81,8 +80,9 @@ class SqlTx:
         self.conn = conn
         self.dialect = dialect
 
-    def _insert(self, table: Any) -> Insert:
-        return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))  # type: ignore[no-any-return]
+    def _insert(self, table: Any) -> Any:
+        """The dialect's INSERT, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+        return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
 
     def _lock(self, stmt: Any) -> Any:
         return stmt.with_for_update(skip_locked=True) if self.dialect == "postgresql" else stmt
@@ -96,11 +96,11 @@ class SqlTx:
         result = await self.conn.execute(select(connections).where(connections.c.id == connection_id))
         return result.first()
 
-    async def connection_rows(self, *, include_removed: bool = False) -> list[Row[Any]]:
+    async def connection_rows(self, *, include_removed: bool = False) -> Sequence[Any]:
         stmt = select(connections).order_by(connections.c.created_at)
         if not include_removed:
             stmt = stmt.where(connections.c.removed_at.is_(None))
-        return list((await self.conn.execute(stmt)).all())
+        return (await self.conn.execute(stmt)).all()
 
     async def remove_connection(self, connection_id: str, now: datetime) -> bool:
         result = await self.conn.execute(
@@ -112,9 +112,7 @@ class SqlTx:
 
     # --- inbox ----------------------------------------------------------------------------------------
 
-    async def add_events(
-        self, connection_id: str, processor: str, notices: Sequence[Notice], now: datetime
-    ) -> int:
+    async def add_events(self, connection_id: str, processor: str, notices: Sequence[Notice], now: datetime) -> int:
         """Insert verified events; a duplicate event id is a no-op. Returns how many were new."""
         if not notices:
             return 0
@@ -134,11 +132,13 @@ class SqlTx:
             }
             for n in notices
         ]
-        stmt = self._insert(events).values(rows).on_conflict_do_nothing(
-            index_elements=["connection_id", "event_id"]
+        stmt = (
+            self._insert(events)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["connection_id", "event_id"])
+            .returning(events.c.id)
         )
-        result = await self.conn.execute(stmt)
-        return max(result.rowcount, 0)
+        return len((await self.conn.execute(stmt)).all())
 
     async def claim_events(self, owner: str, now: datetime, limit: int, lease: timedelta) -> list[ClaimedEvent]:
         """Due events, at most one per processor object, leased to ``owner``."""
@@ -165,6 +165,12 @@ class SqlTx:
     async def _take_lease(
         self, connection_id: str, object_key: str, owner: str, now: datetime, until: datetime
     ) -> bool:
+        if self.dialect == "postgresql":
+            # Never wait on another claimer's uncommitted lease (that waits, and can deadlock): a
+            # transaction-scoped advisory lock on the object says "someone is taking it right now".
+            key = f"{connection_id}/{object_key}"
+            if not await self.conn.scalar(select(func.pg_try_advisory_xact_lock(func.hashtext(key)))):
+                return False
         stmt = (
             self._insert(leases)
             .values(connection_id=connection_id, object_key=object_key, owner=owner, expires_at=until)
@@ -180,9 +186,7 @@ class SqlTx:
     async def _release(self, event_id: int, owner: str) -> bool:
         """Drop the event's lease; False when ``owner`` no longer holds it (it expired and moved on)."""
         row = (
-            await self.conn.execute(
-                select(events.c.connection_id, events.c.object_key).where(events.c.id == event_id)
-            )
+            await self.conn.execute(select(events.c.connection_id, events.c.object_key).where(events.c.id == event_id))
         ).first()
         if row is None:
             return False
@@ -266,7 +270,12 @@ class SqlTx:
                 await self.conn.execute(
                     insert(record_parents),
                     [
-                        {"record_id": inserted.id, "connection_id": connection_id, "kind": k, "external_id": e}
+                        {
+                            "record_id": inserted.id,
+                            "connection_id": connection_id,
+                            "kind": k,
+                            "external_id": e,
+                        }
                         for k, e in sorted(refs)
                     ],
                 )
@@ -296,7 +305,11 @@ class SqlTx:
     async def claim_records(
         self, owner: str, now: datetime, limit: int, lease: timedelta, *, ids: Sequence[int] | None = None
     ) -> list[ClaimedRecord]:
-        """Due records whose parents are all sent, leased until ``now + lease``."""
+        """Due records whose parents are all sent, leased until ``now + lease``.
+
+        ``owner`` is accepted for symmetry with events; a record's lease is its ``locked_until``.
+        """
+        del owner
         free = or_(records.c.locked_until.is_(None), records.c.locked_until < now)
         where = [records.c.status == "pending", records.c.next_attempt_at <= now, free, self._ready()]
         if ids is not None:
@@ -398,9 +411,7 @@ class SqlTx:
     async def release_record(self, record_id: int) -> None:
         """Give back a claim without counting an attempt (the worker is stopping)."""
         await self.conn.execute(
-            update(records)
-            .where(records.c.id == record_id)
-            .values(locked_until=None, attempts=records.c.attempts - 1)
+            update(records).where(records.c.id == record_id).values(locked_until=None, attempts=records.c.attempts - 1)
         )
 
     # --- operations ----------------------------------------------------------------------------------
@@ -434,9 +445,7 @@ class SqlTx:
             .group_by(events.c.status)
         )
         counts = {str(status): int(n) for status, n in rows.all()}
-        unsent = exists(
-            select(records.c.id).where(records.c.event_id == events.c.id, records.c.status != "sent")
-        )
+        unsent = exists(select(records.c.id).where(records.c.event_id == events.c.id, records.c.status != "sent"))
         waiting_done = await self.conn.scalar(
             select(func.count()).where(events.c.connection_id == connection_id, events.c.status == "done", unsent)
         )
@@ -474,16 +483,20 @@ class SqlTx:
         )
         return [(r.event_id, r.event_type, r.last_error or "") for r in rows.all()]
 
-    async def mapping(self, connection_id: str) -> list[Row[Any]]:
+    async def mapping(self, connection_id: str) -> Sequence[Any]:
         """Every record of a connection: kind, external id, status, Thred id (for `show` and tests)."""
         rows = await self.conn.execute(
             select(
-                records.c.kind, records.c.external_id, records.c.status, records.c.thred_id, records.c.last_error
+                records.c.kind,
+                records.c.external_id,
+                records.c.status,
+                records.c.thred_id,
+                records.c.last_error,
             )
             .where(records.c.connection_id == connection_id)
             .order_by(records.c.id)
         )
-        return list(rows.all())
+        return rows.all()
 
 
 __all__ = ["Ref", "SqlStore", "SqlTx"]

@@ -156,17 +156,13 @@ class ThredClient:
                     return record
         return None
 
-    async def get(
-        self, business_id: str, kind: Kind, record_id: str, *, parent_id: str | None = None
-    ) -> _Record:
+    async def get(self, business_id: str, kind: Kind, record_id: str, *, parent_id: str | None = None) -> _Record:
         """One record; a missing one raises ThredError with ``status == 404``."""
         path = wire.record_path(kind, business_id, record_id, parent_id)
         response = await self._authed("GET", path, business_id)
         return wire.parse_created(kind, response.content)
 
-    async def delete(
-        self, business_id: str, kind: Kind, record_id: str, *, parent_id: str | None = None
-    ) -> None:
+    async def delete(self, business_id: str, kind: Kind, record_id: str, *, parent_id: str | None = None) -> None:
         """Cancel an invoice payment (pending/failed only) or delete a refund payment."""
         method, path = wire.delete_route(kind, business_id, record_id, parent_id)
         await self._authed(method, path, business_id)
@@ -289,9 +285,7 @@ class ThredClient:
         partner = self._tokens.get(_PARTNER)  # the one that just worked
         value, lifetime, scoped_to = wire.parse_token(response.content)
         if scoped_to is not None and scoped_to != business_id:
-            raise ThredAuthError(
-                f"Thred issued a token for business {scoped_to} when asked for {business_id}"
-            )
+            raise ThredAuthError(f"Thred issued a token for business {scoped_to} when asked for {business_id}")
         _log.debug("thred.token.business", extra={"business_id": business_id, "expires_in": lifetime})
         minted_with = partner.value if partner else None
         return _Token(value, self._refresh_at(started, lifetime), started + lifetime, minted_with)

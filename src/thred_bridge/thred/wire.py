@@ -197,9 +197,7 @@ def parse_token(body: bytes) -> tuple[str, float, str | None]:
 # --- errors ------------------------------------------------------------------------------------
 
 
-def parse_error(
-    status: int, body: bytes, headers: Mapping[str, str], *, now: datetime | None = None
-) -> ThredError:
+def parse_error(status: int, body: bytes, headers: Mapping[str, str], *, now: datetime | None = None) -> ThredError:
     """The error for a non-2xx answer: 401/403 → ThredAuthError; 408/425/429/5xx →
     ThredUnavailableError (with ``retry_after`` in seconds); anything else → ThredError."""
     code: str | None

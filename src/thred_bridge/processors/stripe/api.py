@@ -99,9 +99,7 @@ class StripeApi:
         """``GET /v1/balance_transactions/{id}``."""
         self._check_id("balance transaction", txn_id)
         try:
-            obj = await self._client.v1.balance_transactions.retrieve_async(
-                txn_id, options=self._options(account)
-            )
+            obj = await self._client.v1.balance_transactions.retrieve_async(txn_id, options=self._options(account))
         except stripe.StripeError as exc:
             raise self._error(exc, "balance transaction", txn_id, account) from exc
         return self._json(obj)
@@ -148,9 +146,7 @@ class StripeApi:
     def _scrub(self, text: str) -> str:
         return _KEY_PATTERN.sub("[redacted key]", text.replace(self._api_key, "[redacted key]"))
 
-    def _error(
-        self, exc: stripe.StripeError, noun: str, object_id: str, account: str | None
-    ) -> ProcessorError:
+    def _error(self, exc: stripe.StripeError, noun: str, object_id: str, account: str | None) -> ProcessorError:
         status = exc.http_status
         said = self._scrub(exc.user_message or type(exc).__name__)
         where = f" on account {account}" if account else ""
@@ -162,9 +158,7 @@ class StripeApi:
                 retry_after=_retry_after(exc.headers),
             )
         if isinstance(exc, stripe.APIConnectionError):
-            return ProcessorUnavailableError(
-                f"cannot reach Stripe to fetch {noun} {object_id}{where} ({said})"
-            )
+            return ProcessorUnavailableError(f"cannot reach Stripe to fetch {noun} {object_id}{where} ({said})")
         # 409 is a lock timeout or conflict, which Stripe's own retry logic retries; 5xx is Stripe's fault.
         if status is not None and (status >= 500 or status == 409):
             return ProcessorUnavailableError(

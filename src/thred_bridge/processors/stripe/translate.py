@@ -57,9 +57,7 @@ def balance_transaction_id(charge: Mapping[str, Any]) -> str:
     """
     txn = id_of(charge.get("balance_transaction"))
     if txn is None:
-        raise NotReadyError(
-            f"Stripe charge {charge.get('id')} has no balance transaction yet (the fee is not known)"
-        )
+        raise NotReadyError(f"Stripe charge {charge.get('id')} has no balance transaction yet (the fee is not known)")
     return txn
 
 
@@ -196,9 +194,7 @@ def _check_balance_transaction(charge: Mapping[str, Any], bt: Mapping[str, Any],
         raise TranslationError(f"Stripe charge {charge_id} settled as {wanted}, not as the given {bt_id}")
     kind = bt.get("type")
     if kind not in CHARGE_BT_TYPES:
-        raise TranslationError(
-            f"Stripe balance transaction {bt_id} has type {kind!r}, not a charge or payment"
-        )
+        raise TranslationError(f"Stripe balance transaction {bt_id} has type {kind!r}, not a charge or payment")
     source = id_of(bt.get("source"))
     if source is not None and source != charge_id:
         raise TranslationError(f"Stripe balance transaction {bt_id} is for {source}, not for {charge_id}")
@@ -218,18 +214,14 @@ def to_charge(
     """
     charge_id = id_of(charge.get("id"))
     if charge_id is None or charge.get("object", "charge") != "charge":
-        raise TranslationError(
-            f"not a Stripe charge: object {charge.get('object')!r}, id {charge.get('id')!r}"
-        )
+        raise TranslationError(f"not a Stripe charge: object {charge.get('object')!r}, id {charge.get('id')!r}")
     _check_settled(charge, charge_id)
     bt = balance_transaction
     _check_balance_transaction(charge, bt, charge_id)
     amount = _money(bt.get("amount"), bt.get("currency"), "balance transaction amount", charge_id)
     fee = _money(bt.get("fee"), bt.get("currency"), "balance transaction fee", charge_id)
     if amount.minor <= 0:
-        raise TranslationError(
-            f"Stripe charge {charge_id} settled as {amount.format()}, not a positive amount"
-        )
+        raise TranslationError(f"Stripe charge {charge_id} settled as {amount.format()}, not a positive amount")
 
     metadata: dict[str, str] = {"stripe_charge_id": charge_id, "stripe_balance_transaction": str(bt["id"])}
     payment_intent = id_of(charge.get("payment_intent"))

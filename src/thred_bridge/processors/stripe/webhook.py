@@ -80,7 +80,7 @@ def _parse_header(header: str) -> tuple[int, list[bytes]]:
     if len(timestamps) > 1:
         raise SignatureError("garbled Stripe-Signature header: more than one t= timestamp")
     text = timestamps[0]
-    if not (text.isascii() and text.isdigit()):
+    if not (text.isascii() and text.isdigit() and len(text) <= 15):
         raise SignatureError(f"garbled Stripe-Signature header: t={text[:20]!r} is not an integer")
     if not v1:
         raise SignatureError("Stripe-Signature header has no v1 signature (v0 and other schemes are ignored)")
@@ -111,11 +111,11 @@ def verify(body: bytes, header: str | None, secrets: Sequence[str], now: datetim
         raise SignatureError(
             "no v1 signature matches any configured secret (wrong endpoint secret, or the body was altered)"
         )
-    age = int(now.timestamp()) - timestamp
+    age = now.timestamp() - timestamp
     if age > TOLERANCE_S:
-        raise SignatureError(f"stale timestamp: signed {age} s ago (tolerance {TOLERANCE_S} s)")
+        raise SignatureError(f"stale timestamp: signed {age:.0f} s ago (tolerance {TOLERANCE_S} s)")
     if -age > TOLERANCE_S:
-        raise SignatureError(f"timestamp is {-age} s in the future (tolerance {TOLERANCE_S} s)")
+        raise SignatureError(f"timestamp is {-age:.0f} s in the future (tolerance {TOLERANCE_S} s)")
 
 
 def _charge_id_of(obj: Mapping[str, Any]) -> str | None:

@@ -75,9 +75,7 @@ def upgrade() -> None:
         sa.Column("created_at", _Ts, nullable=False),
         sa.Column("sent_at", _Ts, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_records"),
-        sa.UniqueConstraint(
-            "connection_id", "kind", "external_id", name="uq_records_connection_id_kind_external_id"
-        ),
+        sa.UniqueConstraint("connection_id", "kind", "external_id", name="uq_records_connection_id_kind_external_id"),
     )
     op.create_index("ix_records_due", "records", ["status", "next_attempt_at"])
     op.create_index("ix_records_event", "records", ["event_id"])

@@ -1,0 +1,182 @@
+"""The store's queues on SQLite and Postgres: dedupe, claims, leases, parents, failure and replay."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from thred_bridge.domain.queue import Notice
+from thred_bridge.domain.records import Record, Ref
+from thred_bridge.store import schema
+from thred_bridge.store.sql import SqlStore
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+
+
+def notice(event_id: str, key: str = "ch_1", *, handled: bool = True) -> Notice:
+    return Notice(event_id, "charge.succeeded", key, b'{"id": "%s"}' % event_id.encode(), handled=handled)
+
+
+async def add(store: SqlStore, *notices: Notice, conn: str = "conn_a") -> int:
+    async with store.transaction() as tx:
+        if await tx.connection_row(conn) is None:
+            row = {"id": conn, "processor": "stripe", "business_id": "b-1", "account": None, "label": None}
+            await tx.add_connection({**row, "credentials": "x", "webhook_secrets": "x", "created_at": NOW})
+        return await tx.add_events(conn, "stripe", notices, NOW)
+
+
+def chain(charge: str) -> list[Record]:
+    customer = Record("customer", "stripe_cus_1", {"external_id": "stripe_cus_1"})
+    invoice = Record(
+        "invoice", f"stripe_{charge}", {"external_id": f"stripe_{charge}", "customer_id": None},
+        parents={"customer_id": Ref("customer", "stripe_cus_1")},
+    )  # fmt: skip
+    payment = Record(
+        "payment",
+        f"stripe_{charge}",
+        {"customer_id": None, "allocations": [{"invoice_id": None, "amount_cents": 100}]},
+        parents={
+            "customer_id": Ref("customer", "stripe_cus_1"),
+            "allocations.0.invoice_id": Ref("invoice", f"stripe_{charge}"),
+        },
+        idempotency_key=f"stripe_{charge}",
+    )
+    return [customer, invoice, payment]
+
+
+async def test_duplicate_event_is_a_no_op(store: SqlStore) -> None:
+    assert await add(store, notice("evt_1")) == 1
+    assert await add(store, notice("evt_1")) == 0
+    assert await add(store, notice("evt_1"), conn="conn_b") == 1  # another connection's namespace
+    assert await add(store, notice("evt_2", handled=False)) == 1
+    async with store.transaction() as tx:
+        counts = await tx.event_counts("conn_a")
+    assert counts["pending"] == 1
+    assert counts["ignored"] == 1
+
+
+async def test_one_object_is_never_claimed_twice(store: SqlStore) -> None:
+    await add(store, notice("evt_1", "ch_1"), notice("evt_2", "ch_1"), notice("evt_3", "ch_2"))
+    async with store.transaction() as tx:
+        first = await tx.claim_events("w1", NOW, 10, LEASE)
+    assert sorted(e.event_id for e in first) == ["evt_1", "evt_3"]
+    async with store.transaction() as tx:
+        assert await tx.claim_events("w2", NOW, 10, LEASE) == []  # evt_2 waits for ch_1's lease
+        assert await tx.finish_event(first[0].id, "w1", NOW, [], "conn_a")
+    async with store.transaction() as tx:
+        second = await tx.claim_events("w2", NOW, 10, LEASE)
+    assert [e.event_id for e in second] == ["evt_2"]
+    assert second[0].attempts == 1
+
+
+async def test_concurrent_workers_never_share_an_object(database_url: str) -> None:
+    stores = [SqlStore(schema.async_engine(database_url)) for _ in range(3)]
+    try:
+        await add(stores[0], *(notice(f"evt_{i}", f"ch_{i % 5}") for i in range(60)))
+        holding: dict[str, str] = {}
+        done: list[str] = []
+
+        async def work(index: int) -> None:
+            owner = f"w{index}"
+            for _ in range(200):
+                async with stores[index].transaction() as tx:
+                    claimed = await tx.claim_events(owner, NOW, 3, LEASE)
+                if not claimed and len(done) == 60:
+                    return
+                for event in claimed:
+                    assert event.object_key not in holding, "two workers hold one object"
+                    holding[event.object_key] = owner
+                await asyncio.sleep(0)
+                for event in claimed:
+                    del holding[event.object_key]
+                    async with stores[index].transaction() as tx:
+                        assert await tx.finish_event(event.id, owner, NOW, [], "conn_a")
+                    done.append(event.event_id)
+
+        await asyncio.gather(*(work(i) for i in range(3)))
+        assert sorted(done) == sorted(f"evt_{i}" for i in range(60))
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
+async def test_expired_lease_moves_to_another_worker(store: SqlStore) -> None:
+    await add(store, notice("evt_1"))
+    async with store.transaction() as tx:
+        (event,) = await tx.claim_events("dead", NOW, 1, LEASE)
+    later = NOW + LEASE + timedelta(seconds=1)
+    async with store.transaction() as tx:
+        (again,) = await tx.claim_events("alive", later, 1, LEASE)
+    assert again.id == event.id
+    assert again.attempts == 2
+    async with store.transaction() as tx:
+        assert not await tx.finish_event(event.id, "dead", later, [], "conn_a")  # the dead owner lost it
+        assert await tx.finish_event(again.id, "alive", later, chain("ch_1"), "conn_a")
+
+
+async def test_records_wait_for_their_parents(store: SqlStore) -> None:
+    await add(store, notice("evt_1"))
+    async with store.transaction() as tx:
+        (event,) = await tx.claim_events("w", NOW, 1, LEASE)
+        # the invoice and payment arrive before the customer record exists: they must wait
+        await tx.finish_event(event.id, "w", NOW, list(reversed(chain("ch_1")))[:2], "conn_a")
+        assert await tx.claim_records("w", NOW, 10, LEASE) == []
+        await tx.add_records("conn_a", chain("ch_1"), event.id, NOW)  # the same records again: kept once
+        (customer,) = await tx.claim_records("w", NOW, 10, LEASE)
+    assert customer.kind == "customer"
+    assert customer.resolved == {}
+    async with store.transaction() as tx:
+        children = await tx.record_sent(customer.id, "t-cust", NOW)
+        ready = await tx.claim_records("w", NOW, 10, LEASE, ids=children)
+    assert [r.kind for r in ready] == ["invoice"]  # the payment still waits for the invoice
+    assert ready[0].resolved == {"customer_id": "t-cust"}
+    async with store.transaction() as tx:
+        children = await tx.record_sent(ready[0].id, "t-inv", NOW)
+        (payment,) = await tx.claim_records("w", NOW, 10, LEASE, ids=children)
+    assert payment.resolved == {"customer_id": "t-cust", "allocations.0.invoice_id": "t-inv"}
+    assert payment.idempotency_key == "stripe_ch_1"
+    async with store.transaction() as tx:
+        mapping = await tx.mapping("conn_a")
+    assert [(m.kind, m.status) for m in mapping] == [("payment", "pending"), ("invoice", "sent"), ("customer", "sent")]
+
+
+async def test_failed_record_fails_its_event_and_replay_requeues_both(store: SqlStore) -> None:
+    await add(store, notice("evt_1"))
+    async with store.transaction() as tx:
+        (event,) = await tx.claim_events("w", NOW, 1, LEASE)
+        await tx.finish_event(event.id, "w", NOW, chain("ch_1")[:1], "conn_a")
+        (record,) = await tx.claim_records("w", NOW, 1, LEASE)
+        await tx.fail_record(record.id, "Thred 400 validation_error: bad email")
+    async with store.transaction() as tx:
+        assert await tx.failures("conn_a") == [("evt_1", "charge.succeeded", "Thred 400 validation_error: bad email")]
+        assert await tx.record_counts("conn_a") == {"failed": 1}
+        assert await tx.replay("conn_a", NOW, event_id=None, failed_only=True) == 1
+        assert await tx.record_counts("conn_a") == {"pending": 1}
+        (again,) = await tx.claim_events("w", NOW, 1, LEASE)
+    assert again.event_id == "evt_1"
+
+
+async def test_retry_waits_until_due(store: SqlStore) -> None:
+    await add(store, notice("evt_1"))
+    async with store.transaction() as tx:
+        (event,) = await tx.claim_events("w", NOW, 1, LEASE)
+        assert await tx.retry_event(event.id, "w", NOW + timedelta(seconds=10), "Stripe 503")
+        assert await tx.claim_events("w", NOW + timedelta(seconds=5), 1, LEASE) == []
+        assert len(await tx.claim_events("w", NOW + timedelta(seconds=11), 1, LEASE)) == 1
+        assert await tx.oldest_waiting("conn_a") == NOW
+
+
+async def test_schema_check_names_the_fix(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from thred_bridge.errors import SchemaOutdatedError
+
+    url = f"sqlite:///{Path(str(tmp_path)) / 'old.db'}"
+    with pytest.raises(SchemaOutdatedError, match="run `thred-bridge migrate`"):
+        schema.require_current(url)
+    assert schema.migrate(url) == (None, schema.head_revision())
+    schema.require_current(url)
