@@ -49,7 +49,7 @@ def customer_record(processor: str, party: Party, account: str | None) -> Record
     body: dict[str, Any] = {"external_id": ext, "individual_name": party.display_name, "status": "active"}
     optional = {
         "email": party.email,
-        "phone_number": party.phone,
+        "mobile_phone": party.phone,
         "address_line1": party.address_line1,
         "address_line2": party.address_line2,
         "city": party.city,
