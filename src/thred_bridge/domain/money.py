@@ -9,7 +9,7 @@ Shared with the sandbox, so it stays standard-library only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_PREC, Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded
 
 # ISO 4217 minor-unit exponents that are not 2 (current list; everything else active is 2).
 _ISO_EXPONENT_NOT_2: dict[str, int] = {
@@ -22,6 +22,10 @@ _ISO_EXPONENT_NOT_2: dict[str, int] = {
     # four decimals
     "CLF": 4, "UYW": 4,
 }  # fmt: skip
+
+
+# Shifting the decimal point must never round: the default context keeps only 28 digits.
+_EXACT = Context(prec=MAX_PREC, traps=[InvalidOperation, Overflow, Inexact, Rounded])
 
 
 class MoneyError(ValueError):
@@ -76,7 +80,7 @@ class Money:
 
     def to_decimal(self) -> Decimal:
         """The amount in major units, exactly (``Money(1050, 'EUR')`` → ``Decimal('10.50')``)."""
-        return Decimal(self.minor).scaleb(-self.exponent)
+        return Decimal(self.minor).scaleb(-self.exponent, _EXACT)
 
     def format(self) -> str:
         """``10.50 EUR``, ``1000 JPY``, ``1.250 KWD``."""
@@ -89,13 +93,18 @@ class Money:
 
 def to_minor(amount: Decimal | str | int, exponent: int) -> int:
     """``amount`` major units as an int at ``exponent``; refuses anything that would round."""
+    if isinstance(amount, float | bool):
+        raise MoneyError(f"not a decimal amount: {amount!r} (pass a Decimal or decimal text, never a float)")
     try:
         value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
     except InvalidOperation as exc:
         raise MoneyError(f"not a decimal amount: {amount!r}") from exc
     if not value.is_finite():
         raise MoneyError(f"not a finite amount: {amount!r}")
-    scaled = value.scaleb(exponent)
+    try:
+        scaled = value.scaleb(exponent, _EXACT)
+    except ArithmeticError as exc:
+        raise MoneyError(f"{amount} is out of range") from exc
     if scaled != scaled.to_integral_value():
         raise MoneyError(f"{amount} has more than {exponent} decimals")
     return int(scaled)

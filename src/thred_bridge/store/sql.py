@@ -396,17 +396,36 @@ class SqlTx:
         )
 
     async def fail_record(self, record_id: int, error: str) -> None:
-        """The record failed for good; so does the event that asked for it, with the same message."""
-        row = (
-            await self.conn.execute(
-                update(records)
-                .where(records.c.id == record_id)
-                .values(status="failed", locked_until=None, last_error=error)
-                .returning(records.c.event_id)
+        """The record failed for good, and so does every record waiting on it (they cannot be sent),
+        each with the event that asked for it, so `status` shows them and `replay` requeues them."""
+        queue: list[tuple[int, str]] = [(record_id, error)]
+        while queue:
+            current, message = queue.pop()
+            row = (
+                await self.conn.execute(
+                    update(records)
+                    .where(records.c.id == current, records.c.status != "sent")
+                    .values(status="failed", locked_until=None, last_error=message)
+                    .returning(records.c.event_id, records.c.connection_id, records.c.kind, records.c.external_id)
+                )
+            ).first()
+            if row is None:
+                continue
+            if row.event_id is not None:  # an event keeps its first (root-cause) error
+                await self.conn.execute(
+                    update(events)
+                    .where(events.c.id == row.event_id, events.c.status != "failed")
+                    .values(status="failed", locked_until=None, last_error=message)
+                )
+            children = await self.conn.execute(
+                select(record_parents.c.record_id).where(
+                    record_parents.c.connection_id == row.connection_id,
+                    record_parents.c.kind == row.kind,
+                    record_parents.c.external_id == row.external_id,
+                )
             )
-        ).first()
-        if row is not None and row.event_id is not None:
-            await self.fail_event(row.event_id, None, error)
+            blocked = f"waiting on {row.kind} {row.external_id}, which failed: {error}"
+            queue.extend((child.record_id, blocked) for child in children.all())
 
     async def release_record(self, record_id: int) -> None:
         """Give back a claim without counting an attempt (the worker is stopping)."""
