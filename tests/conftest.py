@@ -53,6 +53,15 @@ def postgres_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def empty_postgres_url(postgres_url: str) -> str:
+    """The run's Postgres database, emptied of every row (the schema stays)."""
+    with psycopg.connect(_conninfo(postgres_url), autocommit=True) as conn:
+        names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+        conn.execute(f"TRUNCATE {names} RESTART IDENTITY")
+    return postgres_url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database: a SQLite file, or the run's Postgres database emptied."""
@@ -60,11 +69,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = f"sqlite:///{tmp_path / 'bridge.db'}"
         schema.migrate(url)
         return url
-    url: str = request.getfixturevalue("postgres_url")
-    with psycopg.connect(_conninfo(url), autocommit=True) as conn:
-        names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-        conn.execute(f"TRUNCATE {names} RESTART IDENTITY")
-    return url
+    emptied: str = request.getfixturevalue("empty_postgres_url")
+    return emptied
 
 
 @pytest.fixture

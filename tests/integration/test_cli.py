@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 PUBLIC_URL = "https://bridge.example.com"
 
 
@@ -26,7 +28,9 @@ class Cli:
     env: dict[str, str]
     cwd: Path
 
-    def run(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "thred_bridge", *args],
             env={**self.env, **(env or {})},
@@ -313,8 +317,8 @@ def test_old_schema_is_refused(cli: Cli, db_path: Path, command: list[str]) -> N
 
 
 @pytest.mark.postgres
-def test_connections_on_postgres(postgres_url: str, tmp_path: Path, stripe: Stripe) -> None:
-    cli = Cli(clean_env(postgres_url), tmp_path)
+def test_connections_on_postgres(empty_postgres_url: str, tmp_path: Path, stripe: Stripe) -> None:
+    cli = Cli(clean_env(empty_postgres_url), tmp_path)
     assert json.loads(cli.ok("migrate", "--json").stdout)["database"] == "postgresql"
     added = cli.json(*stripe.add_args("biz_pg"))
     assert added["webhook_url"] == f"{PUBLIC_URL}/webhooks/stripe/{added['id']}"

@@ -58,7 +58,9 @@ def test_docstring_is_the_default_message(cls: type[BridgeError]) -> None:
 
 
 def test_some_default_messages() -> None:
-    assert SchemaOutdatedError().message == "The database schema is older than this release: run `thred-bridge migrate`."
+    assert (
+        SchemaOutdatedError().message == "The database schema is older than this release: run `thred-bridge migrate`."
+    )
     assert ConfigError().message == "The configuration is not usable."
     assert SignatureError().message == "The signature does not match the raw body."
 

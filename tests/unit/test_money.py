@@ -125,7 +125,13 @@ def test_parse_examples(text: str, currency: str, minor: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "currency"),
-    [("10.001", "EUR"), ("1.5", "JPY"), ("1.2345", "KWD"), ("0.00001", "CLF"), ("1234567890123456789012345678.901", "EUR")],
+    [
+        ("10.001", "EUR"),
+        ("1.5", "JPY"),
+        ("1.2345", "KWD"),
+        ("0.00001", "CLF"),
+        ("1234567890123456789012345678.901", "EUR"),
+    ],
 )
 def test_extra_decimals_are_refused(text: str, currency: str) -> None:
     with pytest.raises(MoneyError, match="decimals"):
