@@ -32,7 +32,12 @@ async def test_bad_deliveries_are_refused_and_store_nothing(database_url: str) -
         ]
         not_json = b"<xml>charge</xml>"
         cases.append(
-            ("not JSON", testing.Delivery(not_json, {"Stripe-Signature": sign_header(not_json, h.secret, now)}), 400, "")
+            (
+                "not JSON",
+                testing.Delivery(not_json, {"Stripe-Signature": sign_header(not_json, h.secret, now)}),
+                400,
+                "",
+            )
         )
         for name, delivery, code, word in cases:
             answer = await h.post(delivery)

@@ -32,12 +32,22 @@ def _canonical(books: dict[str, Any]) -> dict[str, Any]:
         ),
         "payments": sorted(
             (
-                p["external_id"], customers[p["customer_id"]], p["currency"], p["total_amount_cents"],
-                p["processing_fee_cents"], tuple(invoices[a["invoice_id"]] for a in p.get("allocations", [])),
+                p["external_id"],
+                customers[p["customer_id"]],
+                p["currency"],
+                p["total_amount_cents"],
+                p["processing_fee_cents"],
+                tuple(invoices[a["invoice_id"]] for a in p.get("allocations", [])),
             )
             for p in books.get("payments", [])
         ),  # fmt: skip
     }
+
+
+def _payment(p: dict[str, Any], customers: dict[str, str], invoices: dict[str, str]) -> tuple[Any, ...]:
+    allocated = tuple(invoices[a["invoice_id"]] for a in p.get("allocations", []))
+    money = (p["currency"], p["total_amount_cents"], p["processing_fee_cents"])
+    return (p["external_id"], customers[p["customer_id"]], *money, allocated)
 
 
 @settings(

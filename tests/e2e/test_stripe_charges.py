@@ -114,4 +114,4 @@ async def _last_error(h: testing.Harness) -> str | None:
     from thred_bridge.store.tables import events
 
     async with h.bridge.store.transaction() as tx:
-        return await tx.conn.scalar(select(events.c.last_error).order_by(events.c.id.desc()).limit(1))  # type: ignore[attr-defined]
+        return await tx.conn.scalar(select(events.c.last_error).order_by(events.c.id.desc()).limit(1))

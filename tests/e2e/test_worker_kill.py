@@ -68,7 +68,7 @@ async def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 3
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"process exited with {proc.returncode}: {proc.args}")
+                raise RuntimeError(f"process exited with {proc.returncode}: {proc.args!r}")
             try:
                 if (await client.get(url)).status_code == 200:
                     return

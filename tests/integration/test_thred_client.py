@@ -54,9 +54,7 @@ def noun(collection: str) -> str:
 
 
 def bad_token() -> httpx.Response:
-    return reply(
-        401, {"error_code": "invalid_token", "message": "Token expired", "detail": {}, "request_id": "r1"}
-    )
+    return reply(401, {"error_code": "invalid_token", "message": "Token expired", "detail": {}, "request_id": "r1"})
 
 
 @dataclass
@@ -66,9 +64,7 @@ class FakeThred:
     clock: Callable[[], float]
     lifetime: int = 3600
     legacy_pages: bool = False  # answer lists with {count, next, previous, results}
-    conflict_on_repeat: set[str] = field(
-        default_factory=set
-    )  # collections that 409 on a repeated external_id
+    conflict_on_repeat: set[str] = field(default_factory=set)  # collections that 409 on a repeated external_id
     forbidden: set[str] = field(default_factory=set)  # businesses whose endpoints answer 403
     faults: list[httpx.Response] = field(default_factory=list)  # next answers of business endpoints
     token_faults: list[httpx.Response] = field(default_factory=list)  # next answers of token endpoints
@@ -99,11 +95,7 @@ class FakeThred:
                 return self.token_faults.pop(0)
             return self.mint(request, match["b"])
         scope = self.bearer(request)
-        if (
-            path.startswith("/v1/platform/businesses/")
-            and (match := BUSINESS_PATH.match(path))
-            and match["rest"]
-        ):
+        if path.startswith("/v1/platform/businesses/") and (match := BUSINESS_PATH.match(path)) and match["rest"]:
             if match["b"] in self.forbidden:
                 return reply(403, {"error": "Token scope mismatch", "error_code": "permission_denied"})
             if scope is None or scope[0] != match["b"]:
@@ -124,9 +116,7 @@ class FakeThred:
         if business is None:
             expected = "Basic " + base64.b64encode(f"{PARTNER}:{KEY}".encode()).decode()
             form = parse_qs(request.content.decode())
-            if request.headers.get("Authorization") != expected or form.get("grant_type") != [
-                "client_credentials"
-            ]:
+            if request.headers.get("Authorization") != expected or form.get("grant_type") != ["client_credentials"]:
                 return reply(401, {"error": "Invalid credentials", "error_code": "authentication_required"})
         else:
             scope = self.bearer(request)
@@ -145,11 +135,7 @@ class FakeThred:
         if request.method == "GET" and request.url.path == "/v1/platform/businesses/":
             return self.page(request, rows)
         found = [r for r in rows if request.url.path == f"/v1/platform/businesses/{r['id']}/"]
-        return (
-            reply(200, found[0])
-            if found
-            else reply(404, {"error": "Not found", "error_code": "business_not_found"})
-        )
+        return reply(200, found[0]) if found else reply(404, {"error": "Not found", "error_code": "business_not_found"})
 
     def business(self, request: httpx.Request, business: str, rest: str) -> httpx.Response:
         match = COLLECTION.match(rest)
@@ -182,9 +168,7 @@ class FakeThred:
         existing = [r for r in rows if r.get("external_id") == payload.get("external_id")]
         if existing and collection in self.conflict_on_repeat:
             return reply(409, {"error": "Duplicate", "error_code": "duplicate_external_id"})
-        status, record = (
-            (200, existing[0]) if existing else (201, {"id": f"{noun(collection)}-{len(rows)}", **payload})
-        )
+        status, record = (200, existing[0]) if existing else (201, {"id": f"{noun(collection)}-{len(rows)}", **payload})
         if not existing:
             rows.append(record)
         if key:
@@ -235,9 +219,7 @@ async def test_create_is_201_then_200_on_the_same_external_id(client: ThredClien
 
 
 @pytest.mark.anyio
-async def test_payment_is_unwrapped_and_sends_its_idempotency_key(
-    client: ThredClient, fake: FakeThred
-) -> None:
+async def test_payment_is_unwrapped_and_sends_its_idempotency_key(client: ThredClient, fake: FakeThred) -> None:
     body = {"external_id": "stripe_ch_1", "customer_id": "c1", "total_amount_cents": 1000}
     created = await client.create(B1, "payment", body, idempotency_key="key-1")
     replay = await client.create(B1, "payment", body, idempotency_key="key-1")
@@ -275,9 +257,7 @@ async def test_409_without_a_match_or_external_id_is_raised(client: ThredClient,
 
 
 @pytest.mark.anyio
-async def test_find_by_external_id_never_returns_a_partial_match(
-    client: ThredClient, fake: FakeThred
-) -> None:
+async def test_find_by_external_id_never_returns_a_partial_match(client: ThredClient, fake: FakeThred) -> None:
     for external_id in ("stripe_po_1", "stripe_po_12", "STRIPE_PO_1X"):
         await client.create(B1, "payout", {"external_id": external_id, "paid_out_amount_cents": 1})
     found = await client.find_by_external_id(B1, "payout", "stripe_po_1")
@@ -361,9 +341,7 @@ async def test_businesses_use_the_partner_token(client: ThredClient, fake: FakeT
 
 
 @pytest.mark.anyio
-async def test_tokens_are_per_business_and_shared_by_concurrent_callers(
-    client: ThredClient, fake: FakeThred
-) -> None:
+async def test_tokens_are_per_business_and_shared_by_concurrent_callers(client: ThredClient, fake: FakeThred) -> None:
     fake.seed(B1, "customers/", 1)
     fake.seed(B2, "customers/", 1)
     await asyncio.gather(*(client.get(b, "customer", "customer-0") for b in [B1, B2] * 10))
@@ -402,9 +380,7 @@ async def test_a_failed_early_refresh_keeps_the_working_token(
 
 
 @pytest.mark.anyio
-async def test_margin_is_capped_at_half_a_short_lifetime(
-    client: ThredClient, fake: FakeThred, clock: Clock
-) -> None:
+async def test_margin_is_capped_at_half_a_short_lifetime(client: ThredClient, fake: FakeThred, clock: Clock) -> None:
     fake.lifetime = 100
     fake.seed(B1, "customers/", 1)
     await client.get(B1, "customer", "customer-0")
@@ -479,9 +455,7 @@ async def test_bad_credentials_never_leak(fake: FakeThred, clock: Clock) -> None
 
 @pytest.mark.anyio
 async def test_5xx_and_429_raise_unavailable_with_retry_after(client: ThredClient, fake: FakeThred) -> None:
-    fake.faults.append(
-        httpx.Response(503, text="<html><title>Down</title></html>", headers={"Retry-After": "7"})
-    )
+    fake.faults.append(httpx.Response(503, text="<html><title>Down</title></html>", headers={"Retry-After": "7"}))
     with pytest.raises(ThredUnavailableError) as caught:
         await client.create(B1, "customer", {"external_id": "c"})
     assert (caught.value.status, caught.value.retry_after) == (503, 7.0)
@@ -508,9 +482,7 @@ async def test_timeouts_and_connection_errors_are_transient(fake: FakeThred, clo
         path = f"/v1/platform/businesses/{B1}/customers/"
         assert caught.value.message == f"Thred timed out after 15.0 s on POST {path} (ReadTimeout)"
         assert caught.value.__cause__ is None
-        with pytest.raises(
-            ThredUnavailableError, match=r"unreachable on GET .*ConnectError: connection refused"
-        ):
+        with pytest.raises(ThredUnavailableError, match=r"unreachable on GET .*ConnectError: connection refused"):
             await thred.get(B1, "payout", "p1")
 
 
@@ -524,9 +496,7 @@ async def test_same_origin_redirect_is_followed_once(fake: FakeThred, clock: Clo
             return httpx.Response(308, headers={"Location": request.url.path.removeprefix("/old")})
         return await fake(request)
 
-    async with ThredClient(
-        f"{BASE}/old", PARTNER, KEY, transport=httpx.MockTransport(moved), clock=clock
-    ) as thred:
+    async with ThredClient(f"{BASE}/old", PARTNER, KEY, transport=httpx.MockTransport(moved), clock=clock) as thred:
         created = await thred.create(B1, "customer", {"external_id": "c"})
     assert created.created
     assert [r.url.path.startswith("/old/") for r in fake.requests] == [False, False, False]
@@ -540,9 +510,7 @@ async def test_cross_origin_redirect_is_refused(clock: Clock) -> None:
         seen.append(str(request.url))
         return httpx.Response(301, headers={"Location": "https://evil.test/steal/"})
 
-    async with ThredClient(
-        BASE, PARTNER, KEY, transport=httpx.MockTransport(elsewhere), clock=clock
-    ) as thred:
+    async with ThredClient(BASE, PARTNER, KEY, transport=httpx.MockTransport(elsewhere), clock=clock) as thred:
         with pytest.raises(
             ThredError, match=re.escape("redirected POST /v1/platform/oauth2/token/ to https://evil.test/")
         ):

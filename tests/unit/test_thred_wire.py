@@ -35,10 +35,7 @@ def test_path_for_each_kind(kind: wire.Kind, tail: str) -> None:
 
 
 def test_refund_payment_path_needs_its_refund() -> None:
-    assert (
-        wire.path_for("refund_payment", B, "r1")
-        == f"/v1/platform/businesses/{B}/invoices/refunds/r1/payments/"
-    )
+    assert wire.path_for("refund_payment", B, "r1") == f"/v1/platform/businesses/{B}/invoices/refunds/r1/payments/"
     with pytest.raises(ValueError, match="parent_id"):
         wire.path_for("refund_payment", B)
     with pytest.raises(ValueError, match="only for refund_payment"):
@@ -79,9 +76,7 @@ def test_delete_routes() -> None:
 
 
 def test_guide_error_shape() -> None:
-    raw = body(
-        {"error": "Invalid data", "error_code": "validation_error", "details": {"email": ["Bad email"]}}
-    )
+    raw = body({"error": "Invalid data", "error_code": "validation_error", "details": {"email": ["Bad email"]}})
     error = wire.parse_error(400, raw, {})
     assert type(error) is ThredError
     assert (error.status, error.code, error.message) == (400, "validation_error", "Invalid data")
@@ -115,9 +110,7 @@ def test_drf_and_oauth_shapes() -> None:
     assert detail.message == "Authentication credentials were not provided."
     oauth = wire.parse_error(401, body({"error": "invalid_client", "error_description": "Bad secret"}), {})
     assert (oauth.code, oauth.message) == ("invalid_client", "Bad secret")
-    nested = wire.parse_error(
-        409, body({"error": {"code": "duplicate_external_id", "message": "Exists"}}), {}
-    )
+    nested = wire.parse_error(409, body({"error": {"code": "duplicate_external_id", "message": "Exists"}}), {})
     assert (nested.code, nested.message) == ("duplicate_external_id", "Exists")
 
 
@@ -167,9 +160,7 @@ def test_status_picks_the_error_class(status: int, cls: type[ThredError]) -> Non
 
 
 def test_unavailable_keeps_code_details_and_request_id() -> None:
-    raw = body(
-        {"error_code": "overloaded", "message": "Busy", "detail": {"queue": ["full"]}, "request_id": "r9"}
-    )
+    raw = body({"error_code": "overloaded", "message": "Busy", "detail": {"queue": ["full"]}, "request_id": "r9"})
     error = wire.parse_error(503, raw, {"Retry-After": "3"})
     assert isinstance(error, ThredUnavailableError)
     assert (error.code, error.message, error.request_id, error.retry_after) == (
@@ -232,9 +223,7 @@ def page_info(current: int, total: int) -> dict[str, object]:
 def test_page_info_shape() -> None:
     assert wire.parse_page(body(page_info(1, 3))) == ([{"id": "c1"}], True)
     assert wire.parse_page(body(page_info(3, 3))) == ([{"id": "c3"}], False)
-    assert wire.parse_page(
-        body({"count": 0, "page_info": {"current_page": 1, "total_pages": 0}, "results": []})
-    ) == (
+    assert wire.parse_page(body({"count": 0, "page_info": {"current_page": 1, "total_pages": 0}, "results": []})) == (
         [],
         False,
     )
