@@ -30,17 +30,7 @@ def _canonical(books: dict[str, Any]) -> dict[str, Any]:
             (i["external_id"], customers[i["customer"]["id"]], i["currency"], i["total_amount_cents"])
             for i in books.get("invoices", [])
         ),
-        "payments": sorted(
-            (
-                p["external_id"],
-                customers[p["customer_id"]],
-                p["currency"],
-                p["total_amount_cents"],
-                p["processing_fee_cents"],
-                tuple(invoices[a["invoice_id"]] for a in p.get("allocations", [])),
-            )
-            for p in books.get("payments", [])
-        ),  # fmt: skip
+        "payments": sorted(_payment(p, customers, invoices) for p in books.get("payments", [])),
     }
 
 
