@@ -65,6 +65,9 @@ class StripeApi:
             raise ValueError("a Stripe secret key is required")
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
+        # The SDK reports request telemetry (and a machine id file) to Stripe unless told not to; a
+        # bookkeeping bridge sends Stripe nothing it does not need.
+        stripe.enable_telemetry = False
         self._http = _HttpClient(timeout=timeout)
         self._client = stripe.StripeClient(
             api_key,
