@@ -93,10 +93,12 @@ class Bridge:
             owner=self.owner,
             max_attempts=self.settings.max_attempts,
             lease=lease,
+            on_record=lambda outcome: self.metrics.dispatched.labels(outcome).inc(),
         )
         return Worker(
             processing, dispatching, concurrency=concurrency or self.settings.worker_concurrency, poll=poll,
             events_ready=self.events_ready, records_ready=self.records_ready,
+            on_processed=lambda outcome: self.metrics.processed.labels(outcome).inc(),
         )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ chain does not wait for the next poll.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
@@ -25,8 +26,17 @@ class Dispatching:
     """Claims ready records and creates them in Thred."""
 
     def __init__(
-        self, store: Store, thred: ThredApi, clock: Clock, *, owner: str, max_attempts: int, lease: timedelta
+        self,
+        store: Store,
+        thred: ThredApi,
+        clock: Clock,
+        *,
+        owner: str,
+        max_attempts: int,
+        lease: timedelta,
+        on_record: Callable[[str], None] = lambda _outcome: None,
     ) -> None:
+        self._on_record = on_record
         self._store = store
         self._thred = thred
         self._clock = clock
@@ -45,6 +55,7 @@ class Dispatching:
         while queue:
             record = queue.pop(0)
             outcome, children = await self._send_one(record)
+            self._on_record(outcome)
             first_outcome = first_outcome or outcome
             queue.extend(children)
         return first_outcome

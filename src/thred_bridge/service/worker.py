@@ -105,7 +105,9 @@ class Worker:
         poll: float = 0.5,
         events_ready: Signal | None = None,
         records_ready: Signal | None = None,
+        on_processed: Callable[[str], None] = lambda _outcome: None,
     ) -> None:
+        self._on_processed = on_processed
         self.events_ready = events_ready or Signal()
         self.records_ready = records_ready or Signal()
         self.process_loop = _Loop(
@@ -118,6 +120,7 @@ class Worker:
         )  # fmt: skip
 
     def _processed(self, outcome: str) -> None:
+        self._on_processed(outcome)
         if outcome == "done":
             self.records_ready.set()
 
