@@ -67,7 +67,7 @@ ID_TOKEN = b"3SCRUBBEDvat000000000001"  # in the fixture's evt_, ch_, txn_, pi_ 
 CREATED = (b"1761904802", b"1761904800")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-console = Console(highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True, width=max(shutil.get_terminal_size().columns, 180))
 
 
 # --- events ------------------------------------------------------------------------------------------
@@ -540,15 +540,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU of every process named ``postgres`` (the server and its backends) on this machine."""
-    total = 0.0
+def postgres_cpu() -> dict[int, float]:
+    """CPU so far of every process named ``postgres`` (the server and its backends), by pid."""
+    found: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 if (entry / "comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(entry.name))
-    return total
+                    found[int(entry.name)] = cpu_seconds(int(entry.name))
+    return found
+
+
+def postgres_cpu_since(before: dict[int, float]) -> float:
+    """Postgres CPU used since ``before`` (backends that exited meanwhile are not counted: a lower bound)."""
+    return sum(max(cpu - before.get(pid, 0.0), 0.0) for pid, cpu in postgres_cpu().items())
 
 
 def machine_busy() -> tuple[float, float]:
@@ -633,7 +638,7 @@ class Runner:
         rows_before = count_rows(target.url) if target.url else 0
         result: dict[str, Any] = {"background_busy_pct_before": wait_quiet(self.args.quiet_timeout)}
         profiler = self._profiler(target, mode, n, duration)
-        server_cpu0, pg_cpu0, busy0 = cpu_seconds(target.proc.pid), postgres_cpu_seconds(), machine_busy()
+        server_cpu0, pg_cpu0, busy0 = cpu_seconds(target.proc.pid), postgres_cpu(), machine_busy()
         children0 = _children_cpu()
         try:
             done = subprocess.run(
@@ -644,7 +649,7 @@ class Runner:
             if profiler is not None:
                 profiler.wait(timeout=duration + self.args.warmup + 60)
         server_cpu = cpu_seconds(target.proc.pid) - server_cpu0
-        pg_cpu = postgres_cpu_seconds() - pg_cpu0
+        pg_cpu = postgres_cpu_since(pg_cpu0)
         children = _children_cpu() - children0
         busy1 = machine_busy()
         if done.returncode != 0:
@@ -682,8 +687,8 @@ class Runner:
             return None
         out = self._profile_path(target, n)
         return subprocess.Popen(
-            [py_spy, "record", "--pid", str(target.proc.pid), "--rate", "250", "--nonblocking", "--format", "raw",
-             "--duration", str(round(self.args.warmup + duration)), "--output", str(out)],
+            [py_spy, "record", "--pid", str(target.proc.pid), "--rate", "250", "--gil", "--nonblocking",
+             "--format", "raw", "--duration", str(round(self.args.warmup + duration)), "--output", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -844,6 +849,8 @@ def _problems(phase: dict[str, Any]) -> str:
         flags.append(f"rows {phase['rows_stored']} != 200s {phase['ok']}")
     if phase["exhausted"]:
         flags.append("ran out of pre-built events")
+    if phase["other_processes_cpu_pct"] > 10:
+        flags.append(f"other processes used {phase['other_processes_cpu_pct']} % of the machine meanwhile")
     return "; ".join(flags)
 
 
@@ -906,7 +913,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, default=40_000, help="pre-built events per phase (a bound)")
     parser.add_argument("--bare-pool", type=int, default=10, help="the bare app's Postgres connections")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--quiet-timeout", type=float, default=20.0, help="max wait for an idle machine per phase")
+    parser.add_argument("--quiet-timeout", type=float, default=10.0, help="max wait for an idle machine per phase")
     parser.add_argument("--profile", action="store_true", help="py-spy the servers during closed loops")
     parser.add_argument("--output", type=Path, default=None, help="default: bench/results/ingest-<db>.json")
     parser.add_argument("--load", default=None, help=argparse.SUPPRESS)

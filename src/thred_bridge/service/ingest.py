@@ -66,7 +66,13 @@ class Inbox:
     async def _commit(self, batch: Sequence[_Pending]) -> list[int]:
         now = self._clock()
         async with self._store.transaction() as tx:
-            return [await tx.add_events(p.connection_id, p.processor, p.notices, now) for p in batch]
+            new = await tx.add_event_batches([(p.connection_id, p.processor, p.notices) for p in batch], now)
+        counts = []
+        for p in batch:  # a duplicate within one batch counts once, for the first delivery that carried it
+            mine = {(p.connection_id, n.event_id) for n in p.notices} & new
+            new -= mine
+            counts.append(len(mine))
+        return counts
 
     async def aclose(self) -> None:
         if self._task is not None:

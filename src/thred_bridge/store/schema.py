@@ -66,10 +66,14 @@ def async_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(driver, pool_size=pool_size, max_overflow=0)
+        # Every use ends its transaction itself (SqlStore), so the pool's rollback-on-return is a wasted
+        # round trip to the driver's thread on each transaction: switched off.
+        engine = create_async_engine(driver, pool_size=pool_size, max_overflow=0, pool_reset_on_return=None)
         _sqlite_tuning(engine.sync_engine)
         return engine
-    return create_async_engine(driver, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        driver, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_reset_on_return=None
+    )
 
 
 def sync_engine(url: str) -> Engine:

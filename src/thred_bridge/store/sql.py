@@ -25,6 +25,8 @@ from thred_bridge.domain.queue import ClaimedEvent, ClaimedRecord, Notice
 from thred_bridge.domain.records import Record, Ref
 from thred_bridge.store.tables import connections, events, leases, record_parents, records
 
+_ADD_EVENTS: dict[str, Any] = {}
+
 EVENT_COLUMNS = (
     events.c.id,
     events.c.connection_id,
@@ -59,6 +61,7 @@ class SqlStore:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
+            await conn.rollback()  # the pool does not reset connections (see schema.async_engine)
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (None: no schema yet)."""
@@ -67,6 +70,8 @@ class SqlStore:
                 row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
             except DBAPIError:
                 return None
+            finally:
+                await conn.rollback()
         return None if row is None else str(row[0])
 
     async def aclose(self) -> None:
@@ -114,8 +119,14 @@ class SqlTx:
 
     async def add_events(self, connection_id: str, processor: str, notices: Sequence[Notice], now: datetime) -> int:
         """Insert verified events; a duplicate event id is a no-op. Returns how many were new."""
-        if not notices:
-            return 0
+        new = await self.add_event_batches([(connection_id, processor, notices)], now)
+        return len(new)
+
+    async def add_event_batches(
+        self, batches: Sequence[tuple[str, str, Sequence[Notice]]], now: datetime
+    ) -> set[tuple[str, str]]:
+        """Insert many deliveries' events in one statement (group commit); returns the (connection id,
+        event id) pairs that were new. The statement is built once, so its compiled form is cached."""
         rows = [
             {
                 "connection_id": connection_id,
@@ -130,15 +141,25 @@ class SqlTx:
                 "attempts": 0,
                 "next_attempt_at": now,
             }
+            for connection_id, processor, notices in batches
             for n in notices
         ]
-        stmt = (
-            self._insert(events)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["connection_id", "event_id"])
-            .returning(events.c.id)
-        )
-        return len((await self.conn.execute(stmt)).all())
+        if not rows:
+            return set()
+        stmt = self._add_events_stmt()
+        result = await self.conn.execute(stmt, rows)
+        return {(r.connection_id, r.event_id) for r in result.all()}
+
+    def _add_events_stmt(self) -> Any:
+        stmt = _ADD_EVENTS.get(self.dialect)
+        if stmt is None:
+            stmt = (
+                self._insert(events)
+                .on_conflict_do_nothing(index_elements=["connection_id", "event_id"])
+                .returning(events.c.connection_id, events.c.event_id)
+            )
+            _ADD_EVENTS[self.dialect] = stmt
+        return stmt
 
     async def claim_events(self, owner: str, now: datetime, limit: int, lease: timedelta) -> list[ClaimedEvent]:
         """Due events, at most one per processor object, leased to ``owner``."""
