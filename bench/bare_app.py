@@ -12,7 +12,7 @@ commit, no ORM, no metrics, no logging.
   NOTHING`` + commit per request.
 
 Served exactly as ``thred-bridge serve`` serves the bridge: one process, ``uvicorn.Server.serve()``
-under ``asyncio.run`` (so the same stdlib event loop and the same HTTP parser), no access log.
+under ``thred_bridge.serving.run`` (so the same event loop, uvloop, and the same HTTP parser), no access log.
 
     python bench/bare_app.py --database-url sqlite:////tmp/x.db --port 8001 \\
         --connection-id conn_x --secret whsec_x
@@ -36,6 +36,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from thred_bridge.serving import run
 
 TOLERANCE_S = 300
 
@@ -159,7 +161,7 @@ def main() -> None:
     parser.add_argument("--connection-id", required=True)
     parser.add_argument("--secret", required=True, help="the whsec_… signing secret")
     parser.add_argument("--pool-size", type=int, default=10, help="Postgres connections (the bridge's pool_size)")
-    asyncio.run(serve(parser.parse_args()))
+    run(serve(parser.parse_args()))  # the loop `thred-bridge serve` runs on (uvloop)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ class ClaimedRecord:
     idempotency_key: str | None
     attempts: int
     event_id: int | None
+    op: str = "create"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from thred_bridge.domain.ids import customer_external_id, external_id
-from thred_bridge.domain.movements import Charge, Party
+from thred_bridge.domain.money import Money
+from thred_bridge.domain.movements import (
+    Charge,
+    DisputeCredit,
+    DisputeDebit,
+    Movement,
+    Party,
+    Payout,
+    PayoutItem,
+    Refund,
+)
 
 Kind = Literal["customer", "invoice", "payment", "refund", "refund_payment", "payout"]
 ORDER: tuple[Kind, ...] = ("customer", "invoice", "payment", "refund", "refund_payment", "payout")
@@ -38,6 +49,8 @@ class Record:
     parents: Mapping[str, Ref] = field(default_factory=dict)
     idempotency_key: str | None = None
     parent_path: Ref | None = None  # the record whose id is part of the URL (a refund payment's refund)
+    op: Literal["create", "delete"] = "create"  # delete: remove the record named by parents["id"]
+    updatable: bool = False  # a newer body replaces a stored one and is sent again (payouts)
 
 
 def _iso(charge: Charge) -> str:
@@ -115,13 +128,268 @@ def charge_records(charge: Charge) -> list[Record]:
     return [customer, invoice, payment]
 
 
-def records_for(movements: Sequence[Charge]) -> list[Record]:
-    """Every record the movements need, each external id once, parents first."""
-    seen: dict[tuple[str, str], Record] = {}
+def _when(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def refund_method(processor: str) -> str:
+    """Thred's refund-payment method for money returned through a processor."""
+    return "STRIPE" if processor == "stripe" else "CREDIT_CARD"
+
+
+def _refund_pair(
+    processor: str, ext: str, invoice_ext: str, amount: Money, fee: Money, at: datetime, memo: str, reference: str
+) -> list[Record]:
+    """A refund on the charge's invoice, and the refund payment that returned the money."""
+    refund = Record(
+        "refund",
+        ext,
+        {
+            "external_id": ext,
+            "invoice_id": None,
+            "method": refund_method(processor),
+            "amount_cents": amount.minor,
+            "completed_at": _when(at),
+            "processor": processor,
+            "memo": memo,
+            "reference_number": reference,
+        },
+        parents={"invoice_id": Ref("invoice", invoice_ext)},
+    )
+    payment = Record(
+        "refund_payment",
+        ext,
+        {
+            "external_id": ext,
+            "amount_cents": amount.minor,
+            "method": refund_method(processor),
+            "completed_at": _when(at),
+            "processor": processor,
+            "refund_processing_fee_cents": max(fee.minor, 0),
+            "memo": memo,
+        },
+        parent_path=Ref("refund", ext),
+    )
+    return [refund, payment]
+
+
+def refund_records(refund: Refund) -> list[Record]:
+    """A booked refund; one that failed or was canceled removes its refund payment instead."""
+    ext = external_id(refund.processor, refund.object_id)
+    if refund.status in ("failed", "canceled"):
+        return [
+            Record(
+                "refund_payment",
+                external_id(refund.processor, refund.object_id, "void"),
+                {"reason": f"refund {refund.status}"},
+                parents={"id": Ref("refund_payment", ext)},
+                parent_path=Ref("refund", ext),
+                op="delete",
+            )
+        ]
+    memo = refund.reason or f"{refund.processor.title()} refund {refund.object_id}"
+    invoice = external_id(refund.processor, refund.charge_id)
+    return _refund_pair(
+        refund.processor, ext, invoice, refund.amount, refund.fee, refund.occurred_at, memo, refund.object_id
+    )
+
+
+def dispute_debit_records(debit: DisputeDebit) -> list[Record]:
+    """The disputed amount went back to the cardholder: a refund and refund payment, the fee on it."""
+    ext = external_id(debit.processor, debit.object_id)
+    memo = f"Dispute {debit.object_id}" + (f" ({debit.reason})" if debit.reason else "")
+    invoice = external_id(debit.processor, debit.charge_id)
+    return _refund_pair(
+        debit.processor, ext, invoice, debit.amount, debit.fee, debit.occurred_at, memo, debit.object_id
+    )
+
+
+def dispute_credit_records(credit: DisputeCredit, customer_ext: str) -> list[Record]:
+    """The disputed amount came back: a new invoice and payment for the charge's customer."""
+    ext = external_id(credit.processor, credit.object_id, "reinstated")
+    memo = f"Dispute {credit.object_id} reinstated (charge {credit.charge_id})"
+    cust = Ref("customer", customer_ext)
+    invoice = Record(
+        "invoice",
+        ext,
+        {
+            "external_id": ext,
+            "customer_id": None,
+            "sent_at": _when(credit.occurred_at),
+            "due_at": _when(credit.occurred_at),
+            "currency": credit.amount.currency,
+            "invoice_type": "invoice",
+            "memo": memo,
+            "line_items": [
+                {
+                    "external_id": external_id(credit.processor, credit.object_id, "reinstated_line"),
+                    "description": memo,
+                    "quantity": 1,
+                    "unit_price": credit.amount.minor,
+                }
+            ],
+            "metadata": {"processor": credit.processor, "dispute": credit.object_id, "charge": credit.charge_id},
+        },
+        parents={"customer_id": cust},
+    )
+    payment = Record(
+        "payment",
+        ext,
+        {
+            "external_id": ext,
+            "customer_id": None,
+            "total_amount_cents": credit.amount.minor,
+            "currency": credit.amount.currency,
+            "allocations": [{"invoice_id": None, "amount_cents": credit.amount.minor}],
+            "payment_date": credit.occurred_at.date().isoformat(),
+            "payment_method": "dispute_reversal",
+            "payment_reference": credit.object_id,
+            "processing_fee_cents": 0,
+            "payment_processor": credit.processor,
+            "metadata": {"processor": credit.processor, "fee_returned_cents": str(credit.fee_returned.minor)},
+        },
+        parents={"customer_id": cust, "allocations.0.invoice_id": Ref("invoice", ext)},
+        idempotency_key=ext,
+    )
+    return [invoice, payment]
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutTotals:
+    """A payout in Thred's terms: gross payments − refunds − fees − other outflows + credits = paid out."""
+
+    gross: int
+    refunds: int
+    fees: int
+    outflows: int
+    credits: int
+    payments: tuple[Ref, ...]
+    refund_payments: tuple[Ref, ...]
+
+    @property
+    def net(self) -> int:
+        return self.gross - self.refunds - self.fees - self.outflows + self.credits
+
+
+def payout_item_ref(processor: str, item: PayoutItem) -> tuple[str, Ref] | None:
+    """The Thred record an item settles: ("payment" | "refund_payment", ref), or None for a bare fee."""
+    if item.kind == "charge":
+        return "payment", Ref("payment", external_id(processor, item.object_id))
+    if item.kind == "dispute_credit":
+        return "payment", Ref("payment", external_id(processor, item.object_id, "reinstated"))
+    if item.kind in ("refund", "dispute_debit"):
+        return "refund_payment", Ref("refund_payment", external_id(processor, item.object_id))
+    return None
+
+
+def payout_totals(payout: Payout) -> PayoutTotals:
+    gross = refunds = fees = outflows = credits = 0
+    payments: list[Ref] = []
+    refund_payments: list[Ref] = []
+    for item in payout.items:
+        fees += item.fee.minor
+        target = payout_item_ref(payout.processor, item)
+        if target is not None and target[0] == "payment":
+            gross += item.amount.minor
+            payments.append(target[1])
+        elif target is not None:
+            refunds += -item.amount.minor
+            refund_payments.append(target[1])
+        elif item.kind == "fee":
+            fees += -item.amount.minor
+        elif item.amount.minor < 0:
+            outflows += -item.amount.minor
+        else:
+            credits += item.amount.minor
+    return PayoutTotals(gross, refunds, fees, outflows, credits, tuple(payments), tuple(refund_payments))
+
+
+def payout_record(payout: Payout) -> Record:
+    """One Thred payout, upserted by external id, listing the Thred ids of what it settles.
+
+    Thred has no field for money that came in without a payment (a returned fee, a reserve released, a
+    failed payout credited back): such credits lower the fees first, then the other outflows; what is
+    still left shows as the payout's variance, with a memo, and ``reconcile`` flags it.
+    """
+    t = payout_totals(payout)
+    fee_cents = t.fees - min(t.fees, t.credits) if t.fees > 0 else t.fees
+    left = t.credits - (t.fees - fee_cents)
+    outflow_cents = t.outflows - min(t.outflows, left)
+    left -= t.outflows - outflow_cents
+    ext = external_id(payout.processor, payout.object_id)
+    notes = []
+    if not payout.itemised:
+        notes.append("manual payout: the processor does not itemise it (totals only)")
+    if left:
+        notes.append(f"credits of {Money(left, payout.amount.currency).format()} have no Thred field")
+    expected = t.gross - t.refunds - fee_cents - outflow_cents
+    if payout.itemised and payout.amount.minor != expected + left:
+        notes.append("the items do not add up to the amount paid out")
+    body: dict[str, Any] = {
+        "external_id": ext,
+        "processor": payout.processor,
+        "processor_payout_id": payout.object_id,
+        "paid_out_amount_cents": payout.amount.minor,
+        "fee_cents": fee_cents,
+        "additional_refunds_amount_cents": outflow_cents,
+        "currency": payout.amount.currency,
+        "status": payout.status,
+        "completed_at": _when(payout.arrives_at),
+        "payment_ids": [None] * len(t.payments),
+        "refund_payment_ids": [None] * len(t.refund_payments),
+        "metadata": {
+            "processor": payout.processor,
+            "gross_cents": str(t.gross),
+            "refunds_cents": str(t.refunds),
+            "fees_cents": str(t.fees),
+            "other_outflows_cents": str(t.outflows),
+            "credits_cents": str(t.credits),
+            **payout.metadata,
+        },
+    }
+    if payout.reference:
+        body["reference_number"] = payout.reference
+    if notes:
+        body["memo"] = "; ".join(notes)
+    parents = {f"payment_ids.{i}": ref for i, ref in enumerate(t.payments)}
+    parents.update({f"refund_payment_ids.{i}": ref for i, ref in enumerate(t.refund_payments)})
+    return Record("payout", ext, body, parents=parents, updatable=True)
+
+
+def movement_records(movement: Movement) -> list[Record]:
+    if isinstance(movement, Charge):
+        return charge_records(movement)
+    if isinstance(movement, Refund):
+        return refund_records(movement)
+    if isinstance(movement, DisputeDebit):
+        return dispute_debit_records(movement)
+    if isinstance(movement, DisputeCredit):
+        raise TypeError("a dispute credit needs its charge's customer: use records_for")
+    return [payout_record(movement)]
+
+
+def records_for(movements: Sequence[Movement]) -> list[Record]:
+    """Every record the movements need, each external id once (the last body of an updatable one),
+    parents first. A dispute credit is booked for the customer of its charge, found among the movements."""
+    customers = {
+        (m.processor, m.object_id): customer_external_id(m.processor, m.customer.key, m.account)
+        for m in movements
+        if isinstance(m, Charge)
+    }
+    seen: dict[tuple[str, str, str], Record] = {}
     for movement in movements:
-        for record in charge_records(movement):
-            seen.setdefault((record.kind, record.external_id), record)
-    return sorted(seen.values(), key=lambda r: ORDER.index(r.kind))
+        if isinstance(movement, DisputeCredit):
+            customer = customers.get((movement.processor, movement.charge_id))
+            if customer is None:
+                raise ValueError(f"dispute credit {movement.object_id} needs its charge {movement.charge_id}")
+            made = dispute_credit_records(movement, customer)
+        else:
+            made = movement_records(movement)
+        for record in made:
+            key = (record.kind, record.external_id, record.op)
+            if record.updatable or key not in seen:
+                seen[key] = record
+    return sorted(seen.values(), key=lambda r: (ORDER.index(r.kind), r.op == "delete"))
 
 
 def fill(body: Mapping[str, Any], resolved: Mapping[str, str]) -> dict[str, Any]:

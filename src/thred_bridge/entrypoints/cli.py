@@ -7,7 +7,6 @@ Expected failures print one line in the operator's terms, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -109,8 +108,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{type(exc).__name__}: {exc.strerror or exc}", 1)
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-__all__ = ["_print_json", "main", "run"]
+__all__ = ["_print_json", "main"]

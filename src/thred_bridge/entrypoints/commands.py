@@ -17,6 +17,7 @@ from thred_bridge.entrypoints.cli import _print_json
 from thred_bridge.errors import ConfigError
 from thred_bridge.observe import configure_logging
 from thred_bridge.service.connections import NewConnection, age_seconds
+from thred_bridge.serving import run
 from thred_bridge.settings import Settings
 from thred_bridge.store import schema
 
@@ -48,7 +49,7 @@ def describe_connection(settings: Settings, connection: Connection) -> dict[str,
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
-    asyncio.run(_serve(settings, args.host, args.port))
+    run(_serve(settings, args.host, args.port))
     return 0
 
 
@@ -71,7 +72,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
 
 def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
-    asyncio.run(_worker(settings))
+    run(_worker(settings))
     return 0
 
 

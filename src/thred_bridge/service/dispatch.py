@@ -63,13 +63,7 @@ class Dispatching:
     async def _send_one(self, record: ClaimedRecord) -> tuple[str, list[ClaimedRecord]]:
         bound = log.bind(kind=record.kind, external_id=record.external_id, connection=record.connection_id)
         try:
-            created = await self._thred.create(
-                record.business_id,
-                record.kind,
-                fill(record.body, record.resolved),
-                parent_id=record.parent_id,
-                idempotency_key=record.idempotency_key,
-            )
+            thred_id = await self._apply(record)
         except TRANSIENT as exc:
             message = describe(exc)
             if record.attempts >= self._max_attempts:
@@ -89,12 +83,31 @@ class Dispatching:
             return "failed", []
         now = self._clock()
         async with self._store.transaction() as tx:
-            children = await tx.record_sent(record.id, created.id, now)
+            children = await tx.record_sent(record.id, thred_id, now)
             ready = (
                 await tx.claim_records(self.owner, now, len(children), self._lease, ids=children) if children else []
             )
-        bound.info("record.sent", thred_id=created.id)
+        bound.info("record.sent", thred_id=thred_id, op=record.op)
         return "sent", ready
+
+    async def _apply(self, record: ClaimedRecord) -> str:
+        """Create (or upsert) the record in Thred, or delete the one it names; returns the Thred id."""
+        if record.op == "delete":
+            target = record.resolved["id"]
+            try:
+                await self._thred.delete(record.business_id, record.kind, target, parent_id=record.parent_id)
+            except ThredError as exc:
+                if exc.status != 404:  # already gone: the goal is reached
+                    raise
+            return target
+        created = await self._thred.create(
+            record.business_id,
+            record.kind,
+            fill(record.body, record.resolved),
+            parent_id=record.parent_id,
+            idempotency_key=record.idempotency_key,
+        )
+        return created.id
 
     async def _fail(self, record: ClaimedRecord, error: str) -> None:
         log.warning("record.failed", kind=record.kind, external_id=record.external_id, error=error)

@@ -65,8 +65,7 @@ class Inbox:
 
     async def _commit(self, batch: Sequence[_Pending]) -> list[int]:
         now = self._clock()
-        async with self._store.transaction() as tx:
-            new = await tx.add_event_batches([(p.connection_id, p.processor, p.notices) for p in batch], now)
+        new = await self._store.add_event_batches([(p.connection_id, p.processor, p.notices) for p in batch], now)
         counts = []
         for p in batch:  # a duplicate within one batch counts once, for the first delivery that carried it
             mine = {(p.connection_id, n.event_id) for n in p.notices} & new

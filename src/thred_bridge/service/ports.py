@@ -46,6 +46,9 @@ class Tx(Protocol):
 
 class Store(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
+    async def add_event_batches(
+        self, batches: Sequence[tuple[str, str, Sequence[Notice]]], now: datetime
+    ) -> set[tuple[str, str]]: ...
     async def ping(self) -> None: ...
 
 
@@ -64,6 +67,8 @@ class ThredApi(Protocol):
         parent_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> Created: ...
+
+    async def delete(self, business_id: str, kind: Any, record_id: str, *, parent_id: str | None = None) -> None: ...
 
 
 class Clock(Protocol):

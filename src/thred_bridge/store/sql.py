@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from thred_bridge.domain.queue import ClaimedEvent, ClaimedRecord, Notice
 from thred_bridge.domain.records import Record, Ref
+from thred_bridge.store.sqlite_inbox import SqliteInboxWriter
 from thred_bridge.store.tables import connections, events, leases, record_parents, records
 
 _ADD_EVENTS: dict[str, Any] = {}
@@ -48,6 +50,18 @@ class SqlStore:
         self.dialect = engine.dialect.name
         # SQLite allows one writer: queue writers in-process instead of spinning on SQLITE_BUSY.
         self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._inbox_writer: SqliteInboxWriter | None = None
+
+    async def add_event_batches(
+        self, batches: Sequence[tuple[str, str, Sequence[Notice]]], now: datetime
+    ) -> set[tuple[str, str]]:
+        """Store verified deliveries durably, in one transaction; returns the new (connection, event) ids."""
+        if self._writer is not None and self.engine.url.database not in (None, "", ":memory:"):
+            if self._inbox_writer is None:
+                self._inbox_writer = SqliteInboxWriter(Path(str(self.engine.url.database)), self._writer)
+            return await self._inbox_writer.add_event_batches(batches, now)
+        async with self.transaction() as tx:
+            return await tx.add_event_batches(batches, now)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlTx]:
@@ -75,6 +89,8 @@ class SqlStore:
         return None if row is None else str(row[0])
 
     async def aclose(self) -> None:
+        if self._inbox_writer is not None:
+            self._inbox_writer.close()
         await self.engine.dispose()
 
 
@@ -257,46 +273,58 @@ class SqlTx:
     async def add_records(
         self, connection_id: str, planned: Iterable[Record], event_id: int | None, now: datetime
     ) -> None:
+        """Queue records. One already there is kept as it is, unless it is updatable (a payout) and the new
+        body differs: then the new body replaces it and it is sent again."""
         for record in planned:
-            stmt = (
-                self._insert(records)
-                .values(
-                    connection_id=connection_id,
-                    kind=record.kind,
-                    external_id=record.external_id,
-                    body=orjson.dumps(record.body).decode(),
-                    parents=orjson.dumps({k: [r.kind, r.external_id] for k, r in record.parents.items()}).decode(),
-                    parent_path=(
-                        orjson.dumps([record.parent_path.kind, record.parent_path.external_id]).decode()
-                        if record.parent_path
-                        else None
-                    ),
-                    idempotency_key=record.idempotency_key,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    event_id=event_id,
-                    created_at=now,
+            values = {
+                "connection_id": connection_id,
+                "kind": record.kind,
+                "external_id": record.external_id,
+                "body": orjson.dumps(record.body, option=orjson.OPT_SORT_KEYS).decode(),
+                "parents": orjson.dumps({k: [r.kind, r.external_id] for k, r in record.parents.items()}).decode(),
+                "parent_path": (
+                    orjson.dumps([record.parent_path.kind, record.parent_path.external_id]).decode()
+                    if record.parent_path
+                    else None
+                ),
+                "idempotency_key": record.idempotency_key,
+                "op": record.op,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "event_id": event_id,
+                "created_at": now,
+            }
+            stmt = self._insert(records).values(**values)
+            if record.updatable:
+                excluded = stmt.excluded
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["connection_id", "kind", "external_id"],
+                    set_={
+                        "body": excluded.body,
+                        "parents": excluded.parents,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": excluded.next_attempt_at,
+                        "last_error": None,
+                        "event_id": excluded.event_id,
+                    },
+                    where=records.c.body != excluded.body,
                 )
-                .on_conflict_do_nothing(index_elements=["connection_id", "kind", "external_id"])
-                .returning(records.c.id)
-            )
-            inserted = (await self.conn.execute(stmt)).first()
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=["connection_id", "kind", "external_id"])
+            inserted = (await self.conn.execute(stmt.returning(records.c.id))).first()
             if inserted is None:
                 continue
             refs = {(r.kind, r.external_id) for r in record.parents.values()}
             if record.parent_path:
                 refs.add((record.parent_path.kind, record.parent_path.external_id))
+            await self.conn.execute(delete(record_parents).where(record_parents.c.record_id == inserted.id))
             if refs:
                 await self.conn.execute(
                     insert(record_parents),
                     [
-                        {
-                            "record_id": inserted.id,
-                            "connection_id": connection_id,
-                            "kind": k,
-                            "external_id": e,
-                        }
+                        {"record_id": inserted.id, "connection_id": connection_id, "kind": k, "external_id": e}
                         for k, e in sorted(refs)
                     ],
                 )
@@ -371,6 +399,7 @@ class SqlTx:
             resolved={path: ids[(k, e)] for path, (k, e) in parents.items()},
             parent_id=ids[(parent_path[0], parent_path[1])] if parent_path else None,
             idempotency_key=row.idempotency_key,
+            op=row.op,
             attempts=row.attempts + 1,
             event_id=row.event_id,
         )

@@ -4,6 +4,7 @@
 - ``events``: the inbox and the queue. One row per verified processor event, unique per connection.
 - ``records``: the outbox and the mapping. One row per Thred record (kind, external id), with the
   Thred id once sent.
+- ``cursors``: backfill checkpoints, one per time slice, so a killed backfill resumes.
 - ``leases``: which worker holds which processor object, so events about one object never run at once.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -26,9 +28,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
-
-SCHEMA_REVISION = "0001"
 
 metadata = MetaData(
     naming_convention={
@@ -110,6 +111,7 @@ records = Table(
     Column("parents", Text, nullable=False),  # JSON {body path: [kind, external id]}
     Column("parent_path", Text, nullable=True),  # JSON [kind, external id] of a URL parent
     Column("idempotency_key", String(255), nullable=True),
+    Column("op", String(10), nullable=False, server_default="create"),  # create | delete
     Column("status", String(20), nullable=False),  # pending sent failed
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
@@ -132,6 +134,17 @@ record_parents = Table(
     Column("kind", String(20), primary_key=True),
     Column("external_id", String(255), primary_key=True),
     Index("ix_record_parents_parent", "connection_id", "kind", "external_id"),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("connection_id", String(40), primary_key=True),
+    Column("name", String(255), primary_key=True),  # e.g. "charges:2026-01-01T00:00:00Z" (one slice)
+    Column("position", Text, nullable=True),  # the processor's paging cursor, resumable
+    Column("done", Boolean, nullable=False, server_default=false()),
+    Column("seen", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 leases = Table(
