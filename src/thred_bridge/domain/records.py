@@ -312,10 +312,11 @@ def payout_record(payout: Payout) -> Record:
     still left shows as the payout's variance, with a memo, and ``reconcile`` flags it.
     """
     t = payout_totals(payout)
-    fee_cents = t.fees - min(t.fees, t.credits) if t.fees > 0 else t.fees
-    left = t.credits - (t.fees - fee_cents)
-    outflow_cents = t.outflows - min(t.outflows, left)
-    left -= t.outflows - outflow_cents
+    fee_cents, left = max(t.fees, 0), t.credits + max(-t.fees, 0)  # fees given back net to a credit
+    absorbed = min(fee_cents, left)
+    fee_cents, left = fee_cents - absorbed, left - absorbed
+    absorbed = min(t.outflows, left)
+    outflow_cents, left = t.outflows - absorbed, left - absorbed
     ext = external_id(payout.processor, payout.object_id)
     notes = []
     if not payout.itemised:
