@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-EventStatus = Literal["pending", "processing", "done", "ignored", "failed"]
+EventStatus = Literal["pending", "processing", "done", "ignored", "failed", "unrouted"]
 RecordStatus = Literal["pending", "sent", "failed"]
 
 
@@ -94,3 +94,4 @@ class ConnectionStatus:
     records_failed: int
     oldest_waiting_at: datetime | None
     failures: Sequence[tuple[str, str, str]]  # (event id, event type, last error)
+    unrouted: int = 0  # Connect events for an account no connection maps yet

@@ -207,10 +207,11 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(rows if not args.id else rows[0])
     else:
-        table = Table("connection", "processor", "received", "synced", "waiting", "failed", "ignored", "oldest waiting")
+        counted = ("received", "synced", "waiting", "failed", "ignored", "unrouted")
+        table = Table("connection", "processor", *counted, "oldest waiting")
         for r in rows:
             age = r["oldest_waiting_seconds"]
-            counts = (str(r[k]) for k in ("received", "synced", "waiting", "failed", "ignored"))
+            counts = (str(r[k]) for k in counted)
             table.add_row(r["connection_id"], r["processor"], *counts, "" if age is None else f"{age:.0f} s")
         out.print(table)
         for r in rows:
@@ -230,6 +231,7 @@ def _status_row(s: ConnectionStatus, now: Any) -> dict[str, Any]:
         "waiting": s.waiting,
         "failed": s.failed,
         "ignored": s.ignored,
+        "unrouted": s.unrouted,
         "records": {"sent": s.records_sent, "waiting": s.records_waiting, "failed": s.records_failed},
         "oldest_waiting_seconds": age_seconds(s.oldest_waiting_at, now),
         "failures": [{"event_id": e, "type": t, "error": m} for e, t, m in s.failures],

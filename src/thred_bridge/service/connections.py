@@ -59,7 +59,15 @@ class Connections:
         }
         async with self._store.transaction() as tx:
             await tx.add_connection(row)
+            if new.account:
+                await tx.requeue_unrouted(new.processor, new.account, self._clock())
         return self._decode(row)
+
+    async def for_account(self, processor: str, account: str) -> Connection | None:
+        """The connection that books a Connect account's activity, if one maps it."""
+        async with self._store.transaction() as tx:
+            row = await tx.connection_for_account(processor, account)
+        return None if row is None else self._decode(row._asdict())
 
     def _decode(self, row: Mapping[str, Any]) -> Connection:
         return Connection(
@@ -131,6 +139,7 @@ class Connections:
             records_failed=rec.get("failed", 0),
             oldest_waiting_at=oldest,
             failures=failures,
+            unrouted=ev.get("unrouted", 0),
         )
 
     async def replay(self, connection_id: str, *, event_id: str | None, failed_only: bool) -> int:

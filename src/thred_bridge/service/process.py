@@ -56,6 +56,11 @@ class Processing:
             connection = await self._connections.get(event.connection_id, include_removed=True)
             if not connection.active:
                 raise UnknownConnectionError(f"connection {connection.id} was removed")
+            if event.account and event.account != connection.account:
+                routed = await self._connections.for_account(event.processor, event.account)
+                if routed is None:
+                    return await self._unroute(event)
+                connection = routed
             processor = self._processors[event.processor]
             movements = await processor.movements(event, connection)
             planned = records_for(movements)
@@ -73,9 +78,19 @@ class Processing:
             bound.exception("event.crashed")
             return await self._fail(event, f"internal error ({type(exc).__name__}): {exc}")
         async with self._store.transaction() as tx:
-            kept = await tx.finish_event(event.id, self.owner, self._clock(), planned, event.connection_id)
+            kept = await tx.finish_event(event.id, self.owner, self._clock(), planned, connection.id)
         bound.info("event.done", records=len(planned)) if kept else bound.warning("event.lease_lost")
         return "done" if kept else "lost"
+
+    async def _unroute(self, event: ClaimedEvent) -> str:
+        error = (
+            f"no connection maps {event.processor} account {event.account}: "
+            f"add one with `thred-bridge connections add {event.processor} --account {event.account} …`"
+        )
+        log.info("event.unrouted", event_id=event.event_id, account=event.account)
+        async with self._store.transaction() as tx:
+            kept = await tx.unroute_event(event.id, self.owner, error)
+        return "unrouted" if kept else "lost"
 
     async def _fail(self, event: ClaimedEvent, error: str) -> str:
         log.warning("event.failed", event_id=event.event_id, error=error)

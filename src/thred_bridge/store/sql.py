@@ -117,6 +117,20 @@ class SqlTx:
         result = await self.conn.execute(select(connections).where(connections.c.id == connection_id))
         return result.first()
 
+    async def connection_for_account(self, processor: str, account: str) -> Any:
+        """The active connection that maps a Connect account, if any (the newest wins)."""
+        stmt = (
+            select(connections)
+            .where(
+                connections.c.processor == processor,
+                connections.c.account == account,
+                connections.c.removed_at.is_(None),
+            )
+            .order_by(connections.c.created_at.desc())
+            .limit(1)
+        )
+        return (await self.conn.execute(stmt)).first()
+
     async def connection_rows(self, *, include_removed: bool = False) -> Sequence[Any]:
         stmt = select(connections).order_by(connections.c.created_at)
         if not include_removed:
@@ -249,6 +263,25 @@ class SqlTx:
             .values(status="done", processed_at=now, locked_until=None, last_error=None)
         )
         return True
+
+    async def unroute_event(self, event_id: int, owner: str, error: str) -> bool:
+        """Keep a Connect event for an account no connection maps yet; `requeue_unrouted` wakes it."""
+        if not await self._release(event_id, owner):
+            return False
+        await self.conn.execute(
+            update(events).where(events.c.id == event_id).values(status="unrouted", locked_until=None, last_error=error)
+        )
+        return True
+
+    async def requeue_unrouted(self, processor: str, account: str, now: datetime) -> int:
+        """A connection now maps ``account``: its waiting Connect events are processed."""
+        result = await self.conn.execute(
+            update(events)
+            .where(events.c.processor == processor, events.c.account == account, events.c.status == "unrouted")
+            .values(status="pending", next_attempt_at=now, last_error=None)
+            .returning(events.c.id)
+        )
+        return len(result.all())
 
     async def retry_event(self, event_id: int, owner: str, due: datetime, error: str) -> bool:
         if not await self._release(event_id, owner):
