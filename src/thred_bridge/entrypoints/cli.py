@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -67,11 +68,22 @@ def _parser() -> argparse.ArgumentParser:
 
     status = command("status", "per connection: events received, synced, waiting, failed")
     status.add_argument("id", nargs="?")
+    reconcile = command("reconcile", "per processor payout, what the processor settled against what Thred holds")
+    reconcile.add_argument("id")
+    reconcile.add_argument("--since", type=_date, default=None, help="YYYY-MM-DD (default: 30 days ago)")
+    reconcile.add_argument("--until", type=_date, default=None, help="YYYY-MM-DD, exclusive (default: tomorrow)")
     replay = command("replay", "run failed or chosen events again")
     replay.add_argument("id")
     replay.add_argument("--failed", action="store_true", help="every failed event (the default)")
     replay.add_argument("--event", default=None, help="one processor event id, whatever its state")
     return parser
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _print_json(value: Any) -> None:

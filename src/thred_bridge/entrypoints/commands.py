@@ -249,3 +249,69 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     else:
         out.print(f"queued {count} event(s) again" if count else "nothing to replay")
     return 0
+
+
+# --- reconcile -------------------------------------------------------------------------------------------
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta
+
+    from thred_bridge.service.reconcile import PayoutSource, reconcile
+
+    now = utc_now()
+    since = args.since or (now - timedelta(days=30))
+    until = args.until or (now + timedelta(days=1))
+    if until <= since:
+        raise ConfigError("--until must be after --since")
+
+    async def _run() -> list[Any]:
+        async with open_bridge(settings) as bridge:
+            connection = await bridge.connections.get(args.id, include_removed=True)
+            source = bridge.processors[connection.processor]
+            if not hasattr(source, "payouts"):
+                raise ConfigError(f"reconcile is not available for {connection.processor} connections yet")
+            assert bridge.thred is not None
+            payout_source: PayoutSource = source  # type: ignore[assignment]
+            return await reconcile(connection, payout_source, bridge.store, bridge.thred, since, until)
+
+    checks = run(_run())
+    differences = sum(len(c.differences) for c in checks)
+    if args.json:
+        _print_json(
+            {
+                "id": args.id,
+                "since": since.isoformat(),
+                "until": until.isoformat(),
+                "payouts": [c.as_json() for c in checks],
+                "differences": differences,
+            }
+        )
+    else:
+        _render_reconcile(checks)
+    return 1 if differences else 0
+
+
+def _render_reconcile(checks: list[Any]) -> None:
+    from thred_bridge.domain.money import Money
+
+    table = Table("payout", "arrives", "status", "gross", "refunds", "fees", "other", "net", "in Thred", "differences")
+    for c in checks:
+        p = c.processor
+
+        def fmt(minor: int, currency: str = c.currency) -> str:
+            return Money(minor, currency).format()
+
+        other = p["other_outflows_cents"] - p["credits_cents"]
+        held = "-" if c.thred is None else f"{c.thred['payment_count']}+{c.thred['refund_payment_count']} items"
+        amounts = [fmt(p[k]) for k in ("gross_cents", "refunds_cents", "fees_cents")]
+        verdict = str(len(c.differences)) if c.differences else "none"
+        table.add_row(
+            c.payout_id, c.arrives_at[:10], c.status, *amounts, fmt(other), fmt(p["net_cents"]), held, verdict
+        )
+    out.print(table)
+    for c in checks:
+        for difference in c.differences:
+            out.print(f"{c.payout_id}: {difference}", markup=False)
+    if not checks:
+        out.print("no payouts in the range")
