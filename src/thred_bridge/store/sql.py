@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from thred_bridge.domain.queue import ClaimedEvent, ClaimedRecord, Notice
 from thred_bridge.domain.records import Record, Ref
 from thred_bridge.store.sqlite_inbox import SqliteInboxWriter
-from thred_bridge.store.tables import connections, events, leases, record_parents, records
+from thred_bridge.store.tables import connections, cursors, events, leases, record_parents, records
 
 _ADD_EVENTS: dict[str, Any] = {}
 
@@ -300,6 +300,35 @@ class SqlTx:
             update(events).where(events.c.id == event_id).values(status="failed", locked_until=None, last_error=error)
         )
         return True
+
+    # --- backfill cursors ----------------------------------------------------------------------------
+
+    async def cursor(self, connection_id: str, name: str) -> tuple[str | None, bool]:
+        """Where a backfill slice stopped, and whether it is done."""
+        row = (
+            await self.conn.execute(
+                select(cursors.c.position, cursors.c.done).where(
+                    cursors.c.connection_id == connection_id, cursors.c.name == name
+                )
+            )
+        ).first()
+        return (None, False) if row is None else (row.position, bool(row.done))
+
+    async def save_cursor(self, connection_id: str, name: str, position: str | None, seen: int, now: datetime) -> None:
+        stmt = self._insert(cursors).values(
+            connection_id=connection_id, name=name, position=position, done=position is None, seen=seen, updated_at=now
+        )
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["connection_id", "name"],
+                set_={
+                    "position": position,
+                    "done": position is None,
+                    "seen": cursors.c.seen + seen,
+                    "updated_at": now,
+                },
+            )
+        )
 
     # --- outbox -------------------------------------------------------------------------------------
 

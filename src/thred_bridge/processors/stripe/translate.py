@@ -4,6 +4,9 @@ A Stripe charge becomes a :class:`Charge` whose amount and fee come from its bal
 in the settlement currency (PROCESSORS.md §4 facts 5 and 6): the charge's own ``amount`` is in the
 presentment currency and carries no fee. The presentment amount and the exchange rate travel in
 ``metadata`` when the two currencies differ.
+
+Refunds and disputes are in ``translate_refunds``, payouts in ``translate_payouts``; the small readers
+they share (``id_of``, ``money_of``, ``time_of``, ``text_of``) live here.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def balance_transaction_id(charge: Mapping[str, Any]) -> str:
     return txn
 
 
-def _text(value: object) -> str | None:
+def text_of(value: object) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
     return None
@@ -78,7 +81,7 @@ def _address(party: dict[str, str | None], address: object) -> None:
         ("postal_code", "postal_code"),
         ("country", "country"),
     ):
-        party[ours] = _text(address.get(theirs))
+        party[ours] = text_of(address.get(theirs))
 
 
 def billing_key(email: str) -> str:
@@ -109,14 +112,14 @@ def to_party(charge: Mapping[str, Any], customer: Mapping[str, Any] | None) -> P
                 f"Stripe charge {charge.get('id')} belongs to {customer_id}, not to the given {given}"
             )
         # A deleted customer is {"id", "object", "deleted": true}: the key survives, the details don't.
-        fields = {"name": _text(customer.get("name")), "email": _text(customer.get("email"))}
-        fields["phone"] = _text(customer.get("phone"))
+        fields = {"name": text_of(customer.get("name")), "email": text_of(customer.get("email"))}
+        fields["phone"] = text_of(customer.get("phone"))
         _address(fields, customer.get("address"))
         return Party(key=given, **fields)
-    email = _text(billing.get("email"))
+    email = text_of(billing.get("email"))
     if customer_id is None and email is None:
         return Party("walkin")
-    fields = {"name": _text(billing.get("name")), "email": email, "phone": _text(billing.get("phone"))}
+    fields = {"name": text_of(billing.get("name")), "email": email, "phone": text_of(billing.get("phone"))}
     _address(fields, billing.get("address"))
     return Party(key=customer_id or billing_key(email or ""), **fields)
 
@@ -138,11 +141,11 @@ def _method(charge: Mapping[str, Any]) -> str:
     return "unknown"
 
 
-def _decimal_text(money: Money) -> str:
+def decimal_text(money: Money) -> str:
     return format(money.to_decimal(), "f")
 
 
-def _rate_text(rate: object) -> str | None:
+def rate_text(rate: object) -> str | None:
     """The BT's ``exchange_rate`` as text: a float prints as its shortest round-trip form, which is the
     JSON number Stripe sent; a string or Decimal (a caller that parsed floats exactly) is kept as is."""
     if rate is None or isinstance(rate, bool):
@@ -152,7 +155,7 @@ def _rate_text(rate: object) -> str | None:
     raise TranslationError(f"exchange_rate is not a number: {rate!r}")
 
 
-def _fee_summary(bt: Mapping[str, Any]) -> str | None:
+def fee_summary(bt: Mapping[str, Any]) -> str | None:
     totals: dict[str, int] = {}
     details = bt.get("fee_details")
     for item in details if isinstance(details, list) else []:
@@ -164,15 +167,27 @@ def _fee_summary(bt: Mapping[str, Any]) -> str | None:
     return ";".join(f"{k}={v}" for k, v in totals.items()) or None
 
 
-def _money(amount: object, currency: object, what: str, charge_id: str) -> Money:
+def money_of(amount: object, currency: object, what: str) -> Money:
+    """A Stripe integer amount in ``currency`` → Money; TranslationError naming ``what`` if it cannot be read."""
     if not isinstance(currency, str):
-        raise TranslationError(f"Stripe charge {charge_id}: {what} has no currency")
+        raise TranslationError(f"{what} has no currency")
     if isinstance(amount, bool) or not isinstance(amount, int):
-        raise TranslationError(f"Stripe charge {charge_id}: {what} is not an integer: {amount!r}")
+        raise TranslationError(f"{what} is not an integer: {amount!r}")
     try:
         return from_stripe(amount, currency)
     except MoneyError as exc:
-        raise TranslationError(f"Stripe charge {charge_id}: {what}: {exc}") from exc
+        raise TranslationError(f"{what}: {exc}") from exc
+
+
+def time_of(value: object, what: str) -> datetime:
+    """A Stripe Unix timestamp → an aware UTC datetime; TranslationError naming ``what`` if there is none."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TranslationError(f"{what} has no timestamp")
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _money(amount: object, currency: object, what: str, charge_id: str) -> Money:
+    return money_of(amount, currency, f"Stripe charge {charge_id}: {what}")
 
 
 def _check_settled(charge: Mapping[str, Any], charge_id: str) -> None:
@@ -232,12 +247,12 @@ def to_charge(
         captured = charge.get("amount_captured")
         raw = captured if isinstance(captured, int) and captured > 0 else charge.get("amount")
         presented = _money(raw, presentment_currency, "charge amount", charge_id)
-        metadata["presentment_amount"] = _decimal_text(presented)
+        metadata["presentment_amount"] = decimal_text(presented)
         metadata["presentment_currency"] = presented.currency
-        rate = _rate_text(bt.get("exchange_rate"))
+        rate = rate_text(bt.get("exchange_rate"))
         if rate is not None:
             metadata["exchange_rate"] = rate
-    fees = _fee_summary(bt)
+    fees = fee_summary(bt)
     if fees:
         metadata["fee_details"] = fees
 
@@ -253,10 +268,10 @@ def to_charge(
         fee=fee,
         occurred_at=datetime.fromtimestamp(created, UTC),
         customer=to_party(charge, customer),
-        description=_text(charge.get("description")) or f"Stripe charge {charge_id}",
+        description=text_of(charge.get("description")) or f"Stripe charge {charge_id}",
         method=_method(charge),
         reference=payment_intent or charge_id,
         account=account,
-        thred_invoice_id=_text(invoice),
+        thred_invoice_id=text_of(invoice),
         metadata=metadata,
     )
