@@ -122,3 +122,15 @@ def test_payout_fields_always_explain_the_amount(raw: list[tuple[str, int, int, 
     variance = body["paid_out_amount_cents"] - expected_net
     assert variance >= 0  # only credits Thred has no field for can remain, and they are named in the memo
     assert (variance > 0) == ("have no Thred field" in body.get("memo", ""))
+
+
+def test_failed_payout_settles_nothing_and_keeps_no_items() -> None:
+    items = (PayoutItem("charge", "ch_1", eur(10_000), eur(170)),)
+    failed = payout_record(Payout("stripe", "po_9", eur(9_830), "failed", AT, items))
+    assert failed.updatable
+    assert failed.parents == {}
+    body = failed.body
+    assert (body["paid_out_amount_cents"], body["fee_cents"], body["payment_ids"]) == (0, 0, [])
+    assert body["status"] == "failed"
+    assert body["metadata"]["amount_cents"] == "9830"
+    assert "returned to the stripe balance" in body["memo"]

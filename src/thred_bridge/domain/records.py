@@ -311,6 +311,8 @@ def payout_record(payout: Payout) -> Record:
     failed payout credited back): such credits lower the fees first, then the other outflows; what is
     still left shows as the payout's variance, with a memo, and ``reconcile`` flags it.
     """
+    if payout.status in ("failed", "canceled"):
+        return _unpaid_payout_record(payout)
     t = payout_totals(payout)
     fee_cents, left = max(t.fees, 0), t.credits + max(-t.fees, 0)  # fees given back net to a credit
     absorbed = min(fee_cents, left)
@@ -355,6 +357,31 @@ def payout_record(payout: Payout) -> Record:
     parents = {f"payment_ids.{i}": ref for i, ref in enumerate(t.payments)}
     parents.update({f"refund_payment_ids.{i}": ref for i, ref in enumerate(t.refund_payments)})
     return Record("payout", ext, body, parents=parents, updatable=True)
+
+
+def _unpaid_payout_record(payout: Payout) -> Record:
+    """A payout that failed or was canceled settled nothing: no money reached the bank, and what it carried
+    goes back to the processor balance and into a later payout, which lists those payments instead."""
+    ext = external_id(payout.processor, payout.object_id)
+    body: dict[str, Any] = {
+        "external_id": ext,
+        "processor": payout.processor,
+        "processor_payout_id": payout.object_id,
+        "paid_out_amount_cents": 0,
+        "fee_cents": 0,
+        "additional_refunds_amount_cents": 0,
+        "currency": payout.amount.currency,
+        "status": payout.status,
+        "completed_at": _when(payout.arrives_at),
+        "payment_ids": [],
+        "refund_payment_ids": [],
+        "memo": f"payout {payout.status}: {payout.amount.format()} returned to the {payout.processor} balance; "
+        "what it carried is listed in the payout that paid it out again",
+        "metadata": {"processor": payout.processor, "amount_cents": str(payout.amount.minor), **payout.metadata},
+    }
+    if payout.reference:
+        body["reference_number"] = payout.reference
+    return Record("payout", ext, body, updatable=True)
 
 
 def movement_records(movement: Movement) -> list[Record]:

@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
 
     status = command("status", "per connection: events received, synced, waiting, failed")
     status.add_argument("id", nargs="?")
+    backfill = command("backfill", "import history (charges, refunds, disputes, payouts): resumable, rate-limited")
+    backfill.add_argument("id")
+    backfill.add_argument("--since", type=_date, required=True, help="YYYY-MM-DD")
+    backfill.add_argument("--until", type=_date, default=None, help="YYYY-MM-DD, exclusive (default: now)")
+    backfill.add_argument("--rate", type=float, default=25.0, help="API requests per second (default 25)")
+    backfill.add_argument("--parallel", type=int, default=4, help="time slices fetched side by side")
+    backfill.add_argument("--wait", action="store_true", help="also sync everything before exiting")
     reconcile = command("reconcile", "per processor payout, what the processor settled against what Thred holds")
     reconcile.add_argument("id")
     reconcile.add_argument("--since", type=_date, default=None, help="YYYY-MM-DD (default: 30 days ago)")

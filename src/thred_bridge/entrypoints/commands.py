@@ -315,3 +315,19 @@ def _render_reconcile(checks: list[Any]) -> None:
             out.print(f"{c.payout_id}: {difference}", markup=False)
     if not checks:
         out.print("no payouts in the range")
+
+
+# --- backfill --------------------------------------------------------------------------------------------
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from thred_bridge.entrypoints.progress import run_backfill
+
+    until = args.until or utc_now()
+    if until <= args.since:
+        raise ConfigError("--until must be after --since")
+    result = run(run_backfill(settings, args.id, args.since, until, rate=args.rate, parallel=args.parallel,
+                              wait=args.wait, quiet=args.json))  # fmt: skip
+    if args.json:
+        _print_json(result)
+    return 0
