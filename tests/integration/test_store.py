@@ -180,3 +180,23 @@ async def test_schema_check_names_the_fix(tmp_path: object) -> None:
         schema.require_current(url)
     assert schema.migrate(url) == (None, schema.head_revision())
     schema.require_current(url)
+
+
+async def test_a_delete_waits_for_its_target_unless_it_was_never_queued(store: SqlStore) -> None:
+    await add(store, notice("evt_1"))
+    void = Record(
+        "refund_payment", "stripe_re_1_void", {}, parents={"id": Ref("refund_payment", "stripe_re_1")},
+        parent_path=Ref("refund", "stripe_re_1"), op="delete",
+    )  # fmt: skip
+    async with store.transaction() as tx:
+        await tx.add_records("conn_a", [void], None, NOW)
+        (claimed,) = await tx.claim_records("w", NOW, 10, LEASE)  # nothing to delete: ready at once
+        assert claimed.op == "delete"
+        assert claimed.resolved == {}
+        await tx.release_record(claimed.id)
+        target = Record("refund_payment", "stripe_re_1", {"amount_cents": 1}, parent_path=Ref("refund", "stripe_re_1"))
+        await tx.add_records("conn_a", [target], None, NOW)
+        later = NOW + LEASE + timedelta(seconds=1)
+        claimed_now = await tx.claim_records("w", later, 10, LEASE)
+    # the refund payment waits for its refund; the delete now waits for the refund payment
+    assert claimed_now == []

@@ -5,19 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 
+from tests.integration.stripe_support import ACCOUNT, KEY, Stripe, serve_stripe
 from thred_bridge.errors import ProcessorError, ProcessorUnavailableError
 from thred_bridge.processors.stripe.api import StripeApi
 from thred_bridge.processors.stripe.translate import balance_transaction_id, to_charge
-from thred_bridge.simulators.stripe_api import StripeWorld, create_app
-
-KEY = "sk_test_51SimulatedKeyForTheBridgeTests0000abcd"
-ACCOUNT = "acct_1ConnectedAccount01"
 
 
 @pytest.fixture
@@ -25,41 +20,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@dataclass
-class Stripe:
-    world: StripeWorld
-    base_url: str
-    api: StripeApi
-
-
 @pytest.fixture
 async def stripe_server() -> AsyncIterator[Stripe]:
-    world = StripeWorld(seed=7, clock=lambda: 1_762_000_000)
-    config = uvicorn.Config(
-        create_app(world, api_key=KEY),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan="off",
-        http="h11",
-        ws="none",
-        loop="none",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    base_url = f"http://127.0.0.1:{port}"
-    api = StripeApi(KEY, base_url=base_url, timeout=5)
-    try:
-        yield Stripe(world, base_url, api)
-    finally:
-        await api.aclose()
-        server.should_exit = True
-        await task
+    async with serve_stripe() as served:
+        yield served
 
 
 @pytest.mark.anyio

@@ -265,4 +265,59 @@ def test_thin_event_message_tells_the_operator_what_to_do() -> None:
 
 
 def test_handled_types() -> None:
-    assert frozenset({"charge.succeeded", "payment_intent.succeeded"}) == HANDLED_TYPES
+    assert (
+        frozenset(
+            {
+                "charge.succeeded",
+                "charge.captured",
+                "payment_intent.succeeded",
+                "charge.refunded",
+                "charge.refund.updated",
+                "refund.created",
+                "refund.updated",
+                "refund.failed",
+                "charge.dispute.created",
+                "charge.dispute.funds_withdrawn",
+                "charge.dispute.funds_reinstated",
+                "charge.dispute.closed",
+                "payout.paid",
+                "payout.failed",
+                "payout.canceled",
+                "payout.updated",
+                "payout.reconciliation_completed",
+            }
+        )
+        == HANDLED_TYPES
+    )
+    assert "payout.created" not in HANDLED_TYPES
+    assert "charge.dispute.updated" not in HANDLED_TYPES
+
+
+@pytest.mark.parametrize(
+    ("name", "type_", "charge_id", "object_id"),
+    [
+        ("event_charge_dispute_created.json", "charge.dispute.created", "ch_fakefakefakefakefake0001", None),
+        ("event_charge_dispute_funds_withdrawn.json", "charge.dispute.funds_withdrawn", None, None),
+        ("event_charge_dispute_funds_reinstated.json", "charge.dispute.funds_reinstated", None, None),
+        ("event_payout_paid.json", "payout.paid", None, "po_1HN84zFBTNPFnHZBwVxSjVft"),
+        ("event_charge_refunded.json", "charge.refunded", "ch_chargeid", "ch_chargeid"),
+    ],
+)
+def test_dispute_and_payout_events_are_handled(
+    name: str, type_: str, charge_id: str | None, object_id: str | None
+) -> None:
+    event = parse_event((FIXTURES / name).read_bytes())
+    assert event.type == type_
+    assert event.handled
+    if type_ == "charge.refunded":  # pay-rails' partial refund: the event carries the charge
+        assert (event.object_type, event.object_id, event.charge_id) == ("charge", object_id, charge_id)
+    elif type_.startswith("payout."):
+        assert event.charge_id is None
+        assert event.object_id == object_id
+        assert event.object_type == "payout"
+    else:
+        assert event.object_type == "dispute"
+        assert event.charge_id is not None
+        assert event.charge_id.startswith("ch_")
+        if charge_id is not None:
+            assert event.charge_id == charge_id

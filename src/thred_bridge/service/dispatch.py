@@ -90,10 +90,13 @@ class Dispatching:
         bound.info("record.sent", thred_id=thred_id, op=record.op)
         return "sent", ready
 
-    async def _apply(self, record: ClaimedRecord) -> str:
-        """Create (or upsert) the record in Thred, or delete the one it names; returns the Thred id."""
+    async def _apply(self, record: ClaimedRecord) -> str | None:
+        """Create (or upsert) the record in Thred, or delete the one it names; returns the Thred id
+        (None: a delete of something that was never booked, which leaves nothing to do)."""
         if record.op == "delete":
-            target = record.resolved["id"]
+            target = record.resolved.get("id")
+            if target is None:
+                return None
             try:
                 await self._thred.delete(record.business_id, record.kind, target, parent_id=record.parent_id)
             except ThredError as exc:

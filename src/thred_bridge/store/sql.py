@@ -408,7 +408,8 @@ class SqlTx:
             )
             .where(
                 record_parents.c.record_id == records.c.id,
-                or_(parent.c.id.is_(None), parent.c.status != "sent"),
+                # A delete of something never queued has nothing to wait for: it is a no-op.
+                or_(and_(parent.c.id.is_(None), records.c.op != "delete"), parent.c.status != "sent"),
             )
         )
         return ~exists(unsent_parent)
@@ -458,8 +459,8 @@ class SqlTx:
             kind=row.kind,
             external_id=row.external_id,
             body=orjson.loads(row.body),
-            resolved={path: ids[(k, e)] for path, (k, e) in parents.items()},
-            parent_id=ids[(parent_path[0], parent_path[1])] if parent_path else None,
+            resolved={path: ids[(k, e)] for path, (k, e) in parents.items() if (k, e) in ids},
+            parent_id=ids.get((parent_path[0], parent_path[1])) if parent_path else None,
             idempotency_key=row.idempotency_key,
             op=row.op,
             attempts=row.attempts + 1,
@@ -479,7 +480,7 @@ class SqlTx:
         ).all()
         return {(r.kind, r.external_id): r.thred_id for r in rows}
 
-    async def record_sent(self, record_id: int, thred_id: str, now: datetime) -> list[int]:
+    async def record_sent(self, record_id: int, thred_id: str | None, now: datetime) -> list[int]:
         """Mark sent; returns the ids of children that became ready."""
         row = (
             await self.conn.execute(

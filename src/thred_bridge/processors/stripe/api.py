@@ -1,4 +1,5 @@
-"""The Stripe API adapter: fetches charges, balance transactions, customers and PaymentIntents.
+"""The Stripe API adapter: fetches charges, balance transactions, customers, PaymentIntents, refunds,
+disputes and payouts, and lists a payout's balance transactions and a charge's refunds (every page).
 
 Built on the official SDK (``stripe.StripeClient`` with its async ``HTTPXClient``) and answers plain
 JSON dicts, never SDK objects. SDK exceptions stay in this module: each becomes a ProcessorError
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Self
 
 import httpx
@@ -21,6 +22,8 @@ import stripe
 from thred_bridge.errors import ProcessorError, ProcessorUnavailableError
 
 DEFAULT_BASE_URL = "https://api.stripe.com"
+PAGE_SIZE = 100
+"""Stripe's largest ``limit`` for list endpoints (§1.10)."""
 log = logging.getLogger(__name__)
 
 # Anything shaped like a Stripe secret or restricted key, in case a message echoes one.
@@ -124,6 +127,99 @@ class StripeApi:
         except stripe.StripeError as exc:
             raise self._error(exc, "PaymentIntent", pi_id, account) from exc
         return self._json(obj)
+
+    async def refund(self, refund_id: str, *, account: str | None = None) -> dict[str, Any]:
+        """``GET /v1/refunds/{id}``."""
+        self._check_id("refund", refund_id)
+        try:
+            obj = await self._client.v1.refunds.retrieve_async(refund_id, options=self._options(account))
+        except stripe.StripeError as exc:
+            raise self._error(exc, "refund", refund_id, account) from exc
+        return self._json(obj)
+
+    async def dispute(self, dispute_id: str, *, account: str | None = None) -> dict[str, Any]:
+        """``GET /v1/disputes/{id}`` (its ``balance_transactions`` are always full objects)."""
+        self._check_id("dispute", dispute_id)
+        try:
+            obj = await self._client.v1.disputes.retrieve_async(dispute_id, options=self._options(account))
+        except stripe.StripeError as exc:
+            raise self._error(exc, "dispute", dispute_id, account) from exc
+        return self._json(obj)
+
+    async def payout(self, payout_id: str, *, account: str | None = None) -> dict[str, Any]:
+        """``GET /v1/payouts/{id}``."""
+        self._check_id("payout", payout_id)
+        try:
+            obj = await self._client.v1.payouts.retrieve_async(payout_id, options=self._options(account))
+        except stripe.StripeError as exc:
+            raise self._error(exc, "payout", payout_id, account) from exc
+        return self._json(obj)
+
+    def list_balance_transactions(self, *, payout: str, account: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every balance transaction of an automatic payout, newest first, each ``source`` expanded:
+        ``GET /v1/balance_transactions?payout=…&limit=100&expand[]=data.source``, page after page.
+
+        The payout's own ``type: payout`` transaction is among them (§1.6). A failed page raises; the
+        caller starts again (nothing is kept between pages).
+        """
+        self._check_id("payout", payout)
+
+        def page(after: str | None) -> Awaitable[stripe.ListObject[stripe.BalanceTransaction]]:
+            params: stripe.params.BalanceTransactionListParams = {
+                "payout": payout,
+                "limit": PAGE_SIZE,
+                "expand": ["data.source"],
+            }
+            if after is not None:
+                params["starting_after"] = after
+            return self._client.v1.balance_transactions.list_async(params=params, options=self._options(account))
+
+        return self._pages(page, "balance transactions of payout", payout, account)
+
+    def list_refunds_for_charge(self, charge_id: str, *, account: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every refund of a charge, newest first, each ``balance_transaction`` expanded:
+        ``GET /v1/refunds?charge=…&limit=100&expand[]=data.balance_transaction``, page after page.
+        """
+        self._check_id("charge", charge_id)
+
+        def page(after: str | None) -> Awaitable[stripe.ListObject[stripe.Refund]]:
+            params: stripe.params.RefundListParams = {
+                "charge": charge_id,
+                "limit": PAGE_SIZE,
+                "expand": ["data.balance_transaction"],
+            }
+            if after is not None:
+                params["starting_after"] = after
+            return self._client.v1.refunds.list_async(params=params, options=self._options(account))
+
+        return self._pages(page, "refunds of charge", charge_id, account)
+
+    async def _pages(
+        self,
+        page: Callable[[str | None], Awaitable[stripe.ListObject[Any]]],
+        noun: str,
+        object_id: str,
+        account: str | None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Follow ``has_more`` / ``starting_after`` to the last page, yielding each item as plain JSON."""
+        after: str | None = None
+        while True:
+            try:
+                listed = await page(after)
+            except stripe.StripeError as exc:
+                raise self._error(exc, noun, object_id, account) from exc
+            body = self._json(listed)
+            data = body.get("data")
+            if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+                raise ProcessorError(f"Stripe answered a malformed list of {noun} {object_id}")
+            for item in data:
+                yield item
+            if body.get("has_more") is not True:
+                return
+            last = data[-1].get("id") if data else None
+            if not isinstance(last, str) or not last:
+                raise ProcessorError(f"Stripe said there are more {noun} {object_id} but gave no cursor")
+            after = last
 
     @staticmethod
     def _options(account: str | None) -> stripe.RequestOptions:

@@ -24,7 +24,30 @@ from thred_bridge.processors.stripe.translate import charge_id_of_payment_intent
 TOLERANCE_S = 300
 """Seconds a signature stays valid either side of ``now`` (Stripe's ``DEFAULT_TOLERANCE``)."""
 
-HANDLED_TYPES: frozenset[str] = frozenset({"charge.succeeded", "payment_intent.succeeded"})
+CHARGE_TYPES: frozenset[str] = frozenset({"charge.succeeded", "charge.captured", "payment_intent.succeeded"})
+"""Events about a charge's own payment (the object is a charge, or a PaymentIntent naming one)."""
+
+REFUND_TYPES: frozenset[str] = frozenset(
+    {"charge.refunded", "charge.refund.updated", "refund.created", "refund.updated", "refund.failed"}
+)
+"""Events about refunds: ``charge.refunded`` carries the charge, the others the refund."""
+
+DISPUTE_TYPES: frozenset[str] = frozenset(
+    {
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+        "charge.dispute.closed",
+    }
+)
+"""Events about a dispute; the money moves at ``funds_withdrawn`` and ``funds_reinstated`` (§4 fact 8)."""
+
+PAYOUT_TYPES: frozenset[str] = frozenset(
+    {"payout.paid", "payout.failed", "payout.canceled", "payout.updated", "payout.reconciliation_completed"}
+)
+"""Events about a payout; ``payout.created`` is left out: nothing has been paid or itemised yet."""
+
+HANDLED_TYPES: frozenset[str] = CHARGE_TYPES | REFUND_TYPES | DISPUTE_TYPES | PAYOUT_TYPES
 """Event types the worker turns into records; any other type is stored as ignored, not refused."""
 
 THIN_EVENT_OBJECT = "v2.core.event"
@@ -42,7 +65,8 @@ class StripeEvent:
     object_id: str | None
     object_type: str | None
     charge_id: str | None
-    """The charge the event is about (to serialise a charge's events), if any."""
+    """The charge the event is about (to serialise a charge's events, its refunds' and its disputes'), if
+    any; None for a payout, whose events are then serialised by the payout's own id."""
 
     @property
     def handled(self) -> bool:
@@ -118,8 +142,25 @@ def verify(body: bytes, header: str | None, secrets: Sequence[str], now: datetim
         raise SignatureError(f"timestamp is {-age:.0f} s in the future (tolerance {TOLERANCE_S} s)")
 
 
-def _charge_id_of(obj: Mapping[str, Any]) -> str | None:
+# Event-type prefix → the object it carries, for an object without ``object`` (some hand-made fixtures).
+_OBJECT_BY_PREFIX = (
+    ("charge.dispute.", "dispute"),
+    ("charge.refund.", "refund"),
+    ("charge.", "charge"),
+    ("refund.", "refund"),
+    ("payout.", "payout"),
+    ("payment_intent.", "payment_intent"),
+)
+
+
+def _object_type(obj: Mapping[str, Any], event_type: str) -> str | None:
     kind = obj.get("object")
+    if isinstance(kind, str):
+        return kind
+    return next((name for prefix, name in _OBJECT_BY_PREFIX if event_type.startswith(prefix)), None)
+
+
+def _charge_id_of(obj: Mapping[str, Any], kind: str | None) -> str | None:
     if kind == "charge":
         return id_of(obj.get("id"))
     if kind == "payment_intent":
@@ -160,7 +201,7 @@ def parse_event(body: bytes) -> StripeEvent:
     obj = payload.get("object") if isinstance(payload, dict) else None
     if not isinstance(obj, dict):
         raise PayloadError(f"event {event_id} has no data.object")
-    object_type = obj.get("object")
+    object_type = _object_type(obj, event_type)
     return StripeEvent(
         id=event_id,
         type=event_type,
@@ -168,6 +209,6 @@ def parse_event(body: bytes) -> StripeEvent:
         livemode=livemode,
         created=created,
         object_id=id_of(obj.get("id")),
-        object_type=object_type if isinstance(object_type, str) else None,
-        charge_id=_charge_id_of(obj),
+        object_type=object_type,
+        charge_id=_charge_id_of(obj, object_type),
     )
