@@ -6,9 +6,11 @@ Plain frozen data; the store fills them, the service reads them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from thred_bridge.domain.records import Lookup
 
 EventStatus = Literal["pending", "processing", "done", "ignored", "failed", "unrouted"]
 RecordStatus = Literal["pending", "sent", "failed"]
@@ -77,6 +79,7 @@ class ClaimedRecord:
     attempts: int
     event_id: int | None
     op: str = "create"
+    lookups: Mapping[str, Lookup] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,15 @@ class Ref:
 
 
 @dataclass(frozen=True, slots=True)
+class Lookup:
+    """A body field read from an existing Thred record at send time (``field`` is a dotted path)."""
+
+    kind: Kind
+    thred_id: str
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """One Thred create request, waiting for ``parents`` (body path → parent)."""
 
@@ -51,6 +60,7 @@ class Record:
     parent_path: Ref | None = None  # the record whose id is part of the URL (a refund payment's refund)
     op: Literal["create", "delete"] = "create"  # delete: remove the record named by parents["id"]
     updatable: bool = False  # a newer body replaces a stored one and is sent again (payouts)
+    lookups: Mapping[str, Lookup] = field(default_factory=dict)  # body path → a field of a Thred record
 
 
 def _iso(charge: Charge) -> str:
@@ -76,7 +86,13 @@ def customer_record(processor: str, party: Party, account: str | None) -> Record
 
 
 def charge_records(charge: Charge) -> list[Record]:
-    """Customer → invoice (one line for the charge) → invoice payment with the processor's fee."""
+    """Customer → invoice (one line for the charge) → invoice payment with the processor's fee.
+
+    An invoice-first merchant names the Thred invoice a charge pays (``thred_invoice_id``): then only the
+    payment is booked, on that invoice, for that invoice's customer (read from Thred when it is sent).
+    """
+    if charge.thred_invoice_id:
+        return [_invoice_first_payment(charge, charge.thred_invoice_id)]
     customer = customer_record(charge.processor, charge.customer, charge.account)
     cust_ref = Ref("customer", customer.external_id)
     ext = external_id(charge.processor, charge.object_id)
@@ -128,6 +144,32 @@ def charge_records(charge: Charge) -> list[Record]:
     return [customer, invoice, payment]
 
 
+def _invoice_first_payment(charge: Charge, invoice_id: str) -> Record:
+    ext = external_id(charge.processor, charge.object_id)
+    metadata = {"processor": charge.processor, **charge.metadata}
+    if charge.account:
+        metadata["processor_account"] = charge.account
+    return Record(
+        "payment",
+        ext,
+        {
+            "external_id": ext,
+            "customer_id": None,
+            "total_amount_cents": charge.amount.minor,
+            "currency": charge.amount.currency,
+            "allocations": [{"invoice_id": invoice_id, "amount_cents": charge.amount.minor}],
+            "payment_date": charge.occurred_at.date().isoformat(),
+            "payment_method": charge.method,
+            "payment_reference": charge.reference or charge.object_id,
+            "processing_fee_cents": charge.fee.minor,
+            "payment_processor": charge.processor,
+            "metadata": metadata,
+        },
+        idempotency_key=ext,
+        lookups={"customer_id": Lookup("invoice", invoice_id, "customer.id")},
+    )
+
+
 def _when(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
@@ -138,15 +180,15 @@ def refund_method(processor: str) -> str:
 
 
 def _refund_pair(
-    processor: str, ext: str, invoice_ext: str, amount: Money, fee: Money, at: datetime, memo: str, reference: str
+    processor: str, ext: str, invoice: str | Ref, amount: Money, fee: Money, at: datetime, memo: str, reference: str
 ) -> list[Record]:
-    """A refund on the charge's invoice, and the refund payment that returned the money."""
+    """A refund on the charge's invoice (by Thred id for an invoice-first charge), and the refund payment."""
     refund = Record(
         "refund",
         ext,
         {
             "external_id": ext,
-            "invoice_id": None,
+            "invoice_id": invoice if isinstance(invoice, str) else None,
             "method": refund_method(processor),
             "amount_cents": amount.minor,
             "completed_at": _when(at),
@@ -154,7 +196,7 @@ def _refund_pair(
             "memo": memo,
             "reference_number": reference,
         },
-        parents={"invoice_id": Ref("invoice", invoice_ext)},
+        parents={} if isinstance(invoice, str) else {"invoice_id": invoice},
     )
     payment = Record(
         "refund_payment",
@@ -173,7 +215,7 @@ def _refund_pair(
     return [refund, payment]
 
 
-def refund_records(refund: Refund) -> list[Record]:
+def refund_records(refund: Refund, invoice_id: str | None = None) -> list[Record]:
     """A booked refund; one that failed or was canceled removes its refund payment instead."""
     ext = external_id(refund.processor, refund.object_id)
     if refund.status in ("failed", "canceled"):
@@ -188,27 +230,28 @@ def refund_records(refund: Refund) -> list[Record]:
             )
         ]
     memo = refund.reason or f"{refund.processor.title()} refund {refund.object_id}"
-    invoice = external_id(refund.processor, refund.charge_id)
+    invoice = invoice_id or Ref("invoice", external_id(refund.processor, refund.charge_id))
     return _refund_pair(
         refund.processor, ext, invoice, refund.amount, refund.fee, refund.occurred_at, memo, refund.object_id
     )
 
 
-def dispute_debit_records(debit: DisputeDebit) -> list[Record]:
+def dispute_debit_records(debit: DisputeDebit, invoice_id: str | None = None) -> list[Record]:
     """The disputed amount went back to the cardholder: a refund and refund payment, the fee on it."""
     ext = external_id(debit.processor, debit.object_id)
     memo = f"Dispute {debit.object_id}" + (f" ({debit.reason})" if debit.reason else "")
-    invoice = external_id(debit.processor, debit.charge_id)
+    invoice = invoice_id or Ref("invoice", external_id(debit.processor, debit.charge_id))
     return _refund_pair(
         debit.processor, ext, invoice, debit.amount, debit.fee, debit.occurred_at, memo, debit.object_id
     )
 
 
-def dispute_credit_records(credit: DisputeCredit, customer_ext: str) -> list[Record]:
+def dispute_credit_records(credit: DisputeCredit, customer: str | Lookup) -> list[Record]:
     """The disputed amount came back: a new invoice and payment for the charge's customer."""
     ext = external_id(credit.processor, credit.object_id, "reinstated")
     memo = f"Dispute {credit.object_id} reinstated (charge {credit.charge_id})"
-    cust = Ref("customer", customer_ext)
+    cust = Ref("customer", customer) if isinstance(customer, str) else None
+    lookups = {} if isinstance(customer, str) else {"customer_id": customer}
     invoice = Record(
         "invoice",
         ext,
@@ -230,7 +273,8 @@ def dispute_credit_records(credit: DisputeCredit, customer_ext: str) -> list[Rec
             ],
             "metadata": {"processor": credit.processor, "dispute": credit.object_id, "charge": credit.charge_id},
         },
-        parents={"customer_id": cust},
+        parents={"customer_id": cust} if cust else {},
+        lookups=lookups,
     )
     payment = Record(
         "payment",
@@ -248,7 +292,8 @@ def dispute_credit_records(credit: DisputeCredit, customer_ext: str) -> list[Rec
             "payment_processor": credit.processor,
             "metadata": {"processor": credit.processor, "fee_returned_cents": str(credit.fee_returned.minor)},
         },
-        parents={"customer_id": cust, "allocations.0.invoice_id": Ref("invoice", ext)},
+        parents={**({"customer_id": cust} if cust else {}), "allocations.0.invoice_id": Ref("invoice", ext)},
+        lookups=lookups,
         idempotency_key=ext,
     )
     return [invoice, payment]
@@ -399,18 +444,20 @@ def movement_records(movement: Movement) -> list[Record]:
 def records_for(movements: Sequence[Movement]) -> list[Record]:
     """Every record the movements need, each external id once (the last body of an updatable one),
     parents first. A dispute credit is booked for the customer of its charge, found among the movements."""
-    customers = {
-        (m.processor, m.object_id): customer_external_id(m.processor, m.customer.key, m.account)
-        for m in movements
-        if isinstance(m, Charge)
-    }
+    charges = {(m.processor, m.object_id): m for m in movements if isinstance(m, Charge)}
     seen: dict[tuple[str, str, str], Record] = {}
     for movement in movements:
-        if isinstance(movement, DisputeCredit):
-            customer = customers.get((movement.processor, movement.charge_id))
-            if customer is None:
-                raise ValueError(f"dispute credit {movement.object_id} needs its charge {movement.charge_id}")
-            made = dispute_credit_records(movement, customer)
+        if isinstance(movement, Refund | DisputeDebit | DisputeCredit):
+            charge = charges.get((movement.processor, movement.charge_id))
+            invoice_id = charge.thred_invoice_id if charge else None
+            if isinstance(movement, Refund):
+                made = refund_records(movement, invoice_id)
+            elif isinstance(movement, DisputeDebit):
+                made = dispute_debit_records(movement, invoice_id)
+            else:
+                if charge is None:
+                    raise ValueError(f"dispute credit {movement.object_id} needs its charge {movement.charge_id}")
+                made = dispute_credit_records(movement, _customer_of(charge))
         else:
             made = movement_records(movement)
         for record in made:
@@ -418,6 +465,12 @@ def records_for(movements: Sequence[Movement]) -> list[Record]:
             if record.updatable or key not in seen:
                 seen[key] = record
     return sorted(seen.values(), key=lambda r: (ORDER.index(r.kind), r.op == "delete"))
+
+
+def _customer_of(charge: Charge) -> str | Lookup:
+    if charge.thred_invoice_id:
+        return Lookup("invoice", charge.thred_invoice_id, "customer.id")
+    return customer_external_id(charge.processor, charge.customer.key, charge.account)
 
 
 def fill(body: Mapping[str, Any], resolved: Mapping[str, str]) -> dict[str, Any]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import structlog
 
 from thred_bridge.domain.queue import ClaimedRecord
-from thred_bridge.domain.records import fill
+from thred_bridge.domain.records import Lookup, fill
 from thred_bridge.domain.retry import next_due
 from thred_bridge.errors import TRANSIENT, ThredError, describe, retry_after_of
 from thred_bridge.service.ports import Clock, Store, ThredApi
@@ -103,14 +104,29 @@ class Dispatching:
                 if exc.status != 404:  # already gone: the goal is reached
                     raise
             return target
+        resolved = dict(record.resolved)
+        for path, lookup in record.lookups.items():
+            resolved[path] = await self._look_up(record.business_id, lookup)
         created = await self._thred.create(
             record.business_id,
             record.kind,
-            fill(record.body, record.resolved),
+            fill(record.body, resolved),
             parent_id=record.parent_id,
             idempotency_key=record.idempotency_key,
         )
         return created.id
+
+    async def _look_up(self, business_id: str, lookup: Lookup) -> str:
+        """A field of an existing Thred record (an invoice-first charge's customer: its invoice's)."""
+        held: Any = await self._thred.get(business_id, lookup.kind, lookup.thred_id)
+        value: Any = held
+        for key in lookup.field.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None and lookup.field.endswith(".id"):  # a flat ``customer_id`` instead of ``customer.id``
+            value = held.get(lookup.field.replace(".id", "_id")) if isinstance(held, dict) else None
+        if not isinstance(value, str) or not value:
+            raise ThredError(f"Thred {lookup.kind} {lookup.thred_id} has no {lookup.field}")
+        return value
 
     async def _fail(self, record: ClaimedRecord, error: str) -> None:
         log.warning("record.failed", kind=record.kind, external_id=record.external_id, error=error)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from thred_bridge.domain.queue import ClaimedEvent, ClaimedRecord, Notice
-from thred_bridge.domain.records import Record, Ref
+from thred_bridge.domain.records import Lookup, Record, Ref
 from thred_bridge.store.sqlite_inbox import SqliteInboxWriter
 from thred_bridge.store.tables import connections, cursors, events, leases, record_parents, records
 
@@ -342,7 +342,7 @@ class SqlTx:
                 "connection_id": connection_id,
                 "kind": record.kind,
                 "external_id": record.external_id,
-                "body": orjson.dumps(record.body, option=orjson.OPT_SORT_KEYS).decode(),
+                "body": orjson.dumps(_stored_body(record), option=orjson.OPT_SORT_KEYS).decode(),
                 "parents": orjson.dumps({k: [r.kind, r.external_id] for k, r in record.parents.items()}).decode(),
                 "parent_path": (
                     orjson.dumps([record.parent_path.kind, record.parent_path.external_id]).decode()
@@ -447,6 +447,8 @@ class SqlTx:
 
     async def _claimed(self, row: Row[Any]) -> ClaimedRecord:
         parents: dict[str, list[str]] = orjson.loads(row.parents)
+        body = orjson.loads(row.body)
+        lookups = {path: Lookup(*spec) for path, spec in body.pop(LOOKUPS, {}).items()}
         parent_path = orjson.loads(row.parent_path) if row.parent_path else None
         wanted = {(k, e) for k, e in parents.values()}
         if parent_path:
@@ -458,7 +460,8 @@ class SqlTx:
             business_id=row.business_id,
             kind=row.kind,
             external_id=row.external_id,
-            body=orjson.loads(row.body),
+            body=body,
+            lookups=lookups,
             resolved={path: ids[(k, e)] for path, (k, e) in parents.items() if (k, e) in ids},
             parent_id=ids.get((parent_path[0], parent_path[1])) if parent_path else None,
             idempotency_key=row.idempotency_key,
@@ -629,6 +632,17 @@ class SqlTx:
             .order_by(records.c.id)
         )
         return rows.all()
+
+
+LOOKUPS = "$lookups"
+
+
+def _stored_body(record: Record) -> dict[str, Any]:
+    """The body as stored: Thred's fields, plus the lookups under a key Thred never sees."""
+    if not record.lookups:
+        return dict(record.body)
+    specs = {path: [spec.kind, spec.thred_id, spec.field] for path, spec in record.lookups.items()}
+    return {**record.body, LOOKUPS: specs}
 
 
 __all__ = ["Ref", "SqlStore", "SqlTx"]
