@@ -121,7 +121,9 @@ class ThredClient:
         """POST a record. 201 → ``created=True``; 200 (Thred returned the existing one) → False.
 
         A 409 for a body with ``external_id`` is answered by looking that record up: found →
-        ``Created(created=False)``; not found → the 409 ThredError is raised.
+        ``Created(created=False)``; not found → the 409 ThredError is raised. Not for payouts: their POST is
+        an upsert, so a 409 is a state conflict (the payout is reconciled and refuses the update) that the
+        caller must see, not a duplicate to look up.
         """
         path = wire.path_for(kind, business_id, parent_id)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -129,7 +131,7 @@ class ThredClient:
             response = await self._authed("POST", path, business_id, json=body, headers=headers)
         except ThredError as exc:
             external_id = body.get("external_id")
-            if exc.status != 409 or not isinstance(external_id, str) or not external_id:
+            if exc.status != 409 or kind == "payout" or not isinstance(external_id, str) or not external_id:
                 raise
             found = await self.find_by_external_id(business_id, kind, external_id, parent_id=parent_id)
             if found is None:
