@@ -1,0 +1,81 @@
+"""The outbox's unit: a :class:`Record` is one Thred create request — its kind, its external id, its body
+in Thred's field names, and ``parents``: body fields that hold the Thred id of another record, named by
+that record's (kind, external id). The outbox sends a record only once its parents are sent and fills
+those fields with their Thred ids then, so records wait for their parents whatever order the processor's
+events arrive in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Kind = Literal["customer", "invoice", "payment", "refund", "refund_payment", "payout"]
+ORDER: tuple[Kind, ...] = ("customer", "invoice", "payment", "refund", "refund_payment", "payout")
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A parent record, by kind and external id."""
+
+    kind: Kind
+    external_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A body field read from an existing Thred record at send time (``field`` is a dotted path)."""
+
+    kind: Kind
+    thred_id: str
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Thred create request, waiting for ``parents`` (body path → parent)."""
+
+    kind: Kind
+    external_id: str
+    body: Mapping[str, Any]
+    parents: Mapping[str, Ref] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    parent_path: Ref | None = None  # the record whose id is part of the URL (a refund payment's refund)
+    op: Literal["create", "delete"] = "create"  # delete: remove the record named by parents["id"]
+    updatable: bool = False  # a newer body replaces a stored one and is sent again (payouts)
+    lookups: Mapping[str, Lookup] = field(default_factory=dict)  # body path → a field of a Thred record
+
+
+def when(at: datetime) -> str:
+    """Thred's timestamp text: ISO 8601 in UTC with a Z."""
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def fill(body: Mapping[str, Any], resolved: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of ``body`` with each dotted path in ``resolved`` set to its Thred id.
+
+    Paths are dotted keys with list indexes (``allocations.0.invoice_id``).
+    """
+    out: Any = _deep_copy(body)
+    for path, value in resolved.items():
+        target = out
+        keys = path.split(".")
+        for key in keys[:-1]:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        last = keys[-1]
+        if isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+    assert isinstance(out, dict)
+    return out
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_deep_copy(v) for v in value]
+    return value

@@ -1,0 +1,82 @@
+"""Money out: refunds and refund payments for processor refunds and for disputes' withdrawals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from thred_bridge.domain.ids import external_id
+from thred_bridge.domain.money import Money
+from thred_bridge.domain.movements import DisputeDebit, Refund
+from thred_bridge.domain.record_types import Record, Ref, when
+
+
+def refund_method(processor: str) -> str:
+    """Thred's refund-payment method for money returned through a processor."""
+    return "STRIPE" if processor == "stripe" else "CREDIT_CARD"
+
+
+def _refund_pair(
+    processor: str, ext: str, invoice: str | Ref, amount: Money, fee: Money, at: datetime, memo: str, reference: str
+) -> list[Record]:
+    """A refund on the charge's invoice (by Thred id for an invoice-first charge), and the refund payment."""
+    refund = Record(
+        "refund",
+        ext,
+        {
+            "external_id": ext,
+            "invoice_id": invoice if isinstance(invoice, str) else None,
+            "method": refund_method(processor),
+            "amount_cents": amount.minor,
+            "completed_at": when(at),
+            "processor": processor,
+            "memo": memo,
+            "reference_number": reference,
+        },
+        parents={} if isinstance(invoice, str) else {"invoice_id": invoice},
+    )
+    payment = Record(
+        "refund_payment",
+        ext,
+        {
+            "external_id": ext,
+            "amount_cents": amount.minor,
+            "method": refund_method(processor),
+            "completed_at": when(at),
+            "processor": processor,
+            "refund_processing_fee_cents": max(fee.minor, 0),
+            "memo": memo,
+        },
+        parent_path=Ref("refund", ext),
+    )
+    return [refund, payment]
+
+
+def refund_records(refund: Refund, invoice_id: str | None = None) -> list[Record]:
+    """A booked refund; one that failed or was canceled removes its refund payment instead."""
+    ext = external_id(refund.processor, refund.object_id)
+    if refund.status in ("failed", "canceled"):
+        return [
+            Record(
+                "refund_payment",
+                external_id(refund.processor, refund.object_id, "void"),
+                {"reason": f"refund {refund.status}"},
+                parents={"id": Ref("refund_payment", ext)},
+                parent_path=Ref("refund", ext),
+                op="delete",
+            )
+        ]
+    memo = refund.reason or f"{refund.processor.title()} refund {refund.object_id}"
+    invoice = invoice_id or Ref("invoice", external_id(refund.processor, refund.charge_id))
+    return _refund_pair(
+        refund.processor, ext, invoice, refund.amount, refund.fee, refund.occurred_at, memo, refund.object_id
+    )
+
+
+def dispute_debit_records(debit: DisputeDebit, invoice_id: str | None = None) -> list[Record]:
+    """The disputed amount went back to the cardholder: a refund and refund payment, the fee on it."""
+    ext = external_id(debit.processor, debit.object_id)
+    memo = f"Dispute {debit.object_id}" + (f" ({debit.reason})" if debit.reason else "")
+    invoice = invoice_id or Ref("invoice", external_id(debit.processor, debit.charge_id))
+    return _refund_pair(
+        debit.processor, ext, invoice, debit.amount, debit.fee, debit.occurred_at, memo, debit.object_id
+    )
