@@ -111,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return _fail(f"configuration error: {problems}", 2)
     from thred_bridge.entrypoints import commands
+    from thred_bridge.observe import configure_logging
+
+    configure_logging(settings.log_level)  # logs go to stderr: stdout is the command's answer (--json)
 
     handler: Handler = getattr(commands, f"cmd_{args.command}")
     try:
