@@ -259,6 +259,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
     from thred_bridge.service.reconcile import PayoutSource, reconcile
 
+    configure_logging(settings.log_level)
     now = utc_now()
     since = args.since or (now - timedelta(days=30))
     until = args.until or (now + timedelta(days=1))
@@ -323,6 +324,7 @@ def _render_reconcile(checks: list[Any]) -> None:
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from thred_bridge.entrypoints.progress import run_backfill
 
+    configure_logging(settings.log_level)
     until = args.until or utc_now()
     if until <= args.since:
         raise ConfigError("--until must be after --since")

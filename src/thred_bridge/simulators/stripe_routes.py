@@ -3,13 +3,15 @@ auth, ``Stripe-Account`` scoping, error envelopes, list envelopes and cursor pag
 
 Lists answer ``{object: "list", data, has_more, url}``, newest first, ``limit`` 1–100 (default 10),
 paged with ``starting_after``; ``expand[]`` (or the SDK's indexed ``expand[0]``) expands a field of the
-object, or ``data.<field>`` of every listed one.
+object, or ``data.<field>`` of every listed one. Charges, refunds, disputes and payouts are listed by
+``created[gte|gt|lt|lte]`` (payouts also by ``arrival_date[…]``), as the backfill and reconcile read them.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import operator
 import re
 from collections.abc import Callable
 
@@ -32,6 +34,9 @@ _RESOURCES = {
     "payouts": ("payout", "payout"),
 }
 _EXPAND = re.compile(r"^expand\[\d*\]$")
+_RANGE = re.compile(r"^(created|arrival_date)(?:\[(gte|gt|lte|lt)\])?$")
+_COMPARE = {"eq": operator.eq, "gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt}
+_LISTED = {"charges": "charge", "disputes": "dispute", "payouts": "payout"}  # refunds: _refunds
 MAX_LIMIT = 100
 Answer = tuple[int, Json]
 
@@ -137,6 +142,35 @@ def _page(world: StripeWorld, request: Request, account: str | None, items: list
     return 200, {"object": "list", "data": data, "has_more": len(items) > limit, "url": url}
 
 
+def _in_ranges(request: Request, items: list[Json], fields: tuple[str, ...]) -> list[Json] | Answer:
+    """``items`` within the ``created[gte]=…`` (and like) bounds of the query; an error answer for a bad one."""
+    bounds: list[tuple[str, str, int]] = []
+    for key, value in request.query_params.multi_items():
+        matched = _RANGE.match(key)
+        if matched is None:
+            continue
+        field, op = matched.group(1), matched.group(2) or "eq"
+        if field not in fields:
+            return _error(400, f"Received unknown parameter: {field}", param=field)
+        try:
+            bounds.append((field, op, int(value)))
+        except ValueError:
+            return _error(400, f"Invalid integer: {value}", param=key)
+    return [o for o in items if all(_COMPARE[op](o[field], n) for field, op, n in bounds)]
+
+
+def _listing(world: StripeWorld, request: Request, account: str | None) -> Answer:
+    """``GET /v1/charges|disputes|payouts``: every object of the kind in the ``created`` (and, for payouts,
+    ``arrival_date``) range, newest first."""
+    resource = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    kind = _LISTED[resource]
+    fields = ("created", "arrival_date") if kind == "payout" else ("created",)
+    items = _in_ranges(request, world.listed(kind, account=account), fields)
+    if isinstance(items, tuple):
+        return items
+    return _page(world, request, account, items, f"/v1/{resource}")
+
+
 def _balance_transactions(world: StripeWorld, request: Request, account: str | None) -> Answer:
     payout = request.query_params.get("payout")
     if payout is None:
@@ -156,12 +190,13 @@ def _balance_transactions(world: StripeWorld, request: Request, account: str | N
 def _refunds(world: StripeWorld, request: Request, account: str | None) -> Answer:
     charge = request.path_params.get("id") or request.query_params.get("charge")
     if charge is None:
-        return _page(world, request, account, world.listed("refund", account=account), "/v1/refunds")
+        every = _in_ranges(request, world.listed("refund", account=account), ("created",))
+        return every if isinstance(every, tuple) else _page(world, request, account, every, "/v1/refunds")
     found = world.get(charge, account=account)
     if found is None or found.get("object") != "charge":
         return _missing("charge", charge, "charge")
-    items = world.listed("refund", account=account, charge=charge)
-    return _page(world, request, account, items, request.url.path)
+    items = _in_ranges(request, world.listed("refund", account=account, charge=charge), ("created",))
+    return items if isinstance(items, tuple) else _page(world, request, account, items, request.url.path)
 
 
 def create_app(world: StripeWorld, *, api_key: str) -> Starlette:
@@ -194,6 +229,9 @@ def create_app(world: StripeWorld, *, api_key: str) -> Starlette:
     async def refunds(request: Request) -> JSONResponse:
         return serve(_refunds)(request)
 
+    async def listing(request: Request) -> JSONResponse:
+        return serve(_listing)(request)
+
     async def unrecognized(request: Request) -> JSONResponse:
         path = request.url.path
         message = f"Unrecognized request URL ({request.method}: {path}). Please see https://stripe.com/docs."
@@ -205,6 +243,7 @@ def create_app(world: StripeWorld, *, api_key: str) -> Starlette:
         Route("/v1/balance_transactions", balance_transactions, methods=["GET"]),
         Route("/v1/refunds", refunds, methods=["GET"]),
         Route("/v1/charges/{id:str}/refunds", refunds, methods=["GET"]),
+        *(Route(f"/v1/{resource}", listing, methods=["GET"]) for resource in _LISTED),
         Route("/v1/{resource:str}/{id:str}", retrieve, methods=["GET"]),
         Route("/{path:path}", unrecognized, methods=["GET", "POST", "DELETE"]),
     ]

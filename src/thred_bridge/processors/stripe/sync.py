@@ -15,18 +15,22 @@ Per event type:
   of every charge, refund and dispute among them. A manual payout is booked with totals only.
 
 Every fetch sends ``Stripe-Account`` for a connected account's event (§1.7).
+
+History: :meth:`StripeProcessor.history_page` lists charges, refunds, disputes and payouts for the
+backfill as webhook-shaped notices (``history``); :meth:`StripeProcessor.payouts` lists payouts by
+arrival date, each itemised as the worker books it, for ``reconcile``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from thred_bridge.domain.movements import Movement
+from thred_bridge.domain.movements import Movement, Payout
 from thred_bridge.domain.queue import ClaimedEvent, Connection, Notice
-from thred_bridge.errors import PayloadError, ProcessorError, TranslationError
-from thred_bridge.processors.stripe import translate, webhook
+from thred_bridge.errors import NotReadyError, PayloadError, ProcessorError, TranslationError
+from thred_bridge.processors.stripe import history, translate, webhook
 from thred_bridge.processors.stripe.api import StripeApi
 from thred_bridge.processors.stripe.translate_payouts import item_kind, repaid_payout_id, to_payout
 from thred_bridge.processors.stripe.translate_refunds import to_dispute_movements, to_refund
@@ -115,12 +119,20 @@ class _Fetch:
         """The payout and, for an automatic one, the movements of every charge, refund and dispute it paid,
         including those of a failed payout whose money it pays out again."""
         payout = await self.api.payout(payout_id, account=self.account)
-        if payout.get("automatic") is not True:
-            return [to_payout(payout, [], account=self.account)]
+        moved, paid = await self.itemised(payout)
+        return [moved, *await self._paid(paid)]
+
+    async def itemised(self, payout: Mapping[str, Any]) -> tuple[Payout, list[dict[str, Any]]]:
+        """The payout as a movement (itemised when automatic), and the balance transactions it pays: its
+        own and those of every failed payout whose money it pays out again. NotReadyError while Stripe has
+        not itemised an automatic payout yet."""
+        payout_id = translate.id_of(payout.get("id"))
+        if payout.get("automatic") is not True or payout_id is None:
+            return to_payout(payout, [], account=self.account), []
         bts = await self._listed(payout_id)
         repaid = await self._repaid(payout_id, bts)
-        moved: list[Movement] = [to_payout(payout, bts, account=self.account, repaid=repaid)]
-        return moved + await self._paid([*bts, *(bt for listed in repaid.values() for bt in listed)])
+        paid = [*bts, *(bt for listed in repaid.values() for bt in listed)]
+        return to_payout(payout, bts, account=self.account, repaid=repaid), paid
 
     async def _listed(self, payout_id: str) -> list[dict[str, Any]]:
         return [bt async for bt in self.api.list_balance_transactions(payout=payout_id, account=self.account)]
@@ -180,6 +192,7 @@ class StripeProcessor:
     """Stripe deliveries and fetches; one API client per connection key."""
 
     name = "stripe"
+    history_kinds: Sequence[str] = history.HISTORY_KINDS
 
     def __init__(self, api_base: str, *, timeout: float = 20.0) -> None:
         self._api_base = api_base
@@ -194,19 +207,37 @@ class StripeProcessor:
         if connection.account and event.account and event.account != connection.account:
             raise PayloadError(f"event for account {event.account}; this connection is for {connection.account}")
         # A charge's events, its refunds' and its disputes' share one key (one at a time); a payout's by its id.
-        key = event.charge_id or event.object_id or event.id
-        if event.account:
-            key = f"{event.account}/{key}"
         return [
             Notice(
                 event_id=event.id,
                 event_type=event.type,
-                object_key=key,
+                object_key=event.object_key,
                 body=body,
                 account=event.account,
                 handled=event.handled,
             )
         ]
+
+    async def history_page(
+        self, connection: Connection, kind: str, since: datetime, until: datetime, cursor: str | None
+    ) -> history.HistoryPage:
+        """One page of the connection's ``kind`` (charges, refunds, disputes, payouts) created in
+        ``[since, until)``, after ``cursor``, as webhook-shaped notices (``history``)."""
+        return await history.history_page(self._api(connection), connection, kind, since, until, cursor)
+
+    async def payouts(self, connection: Connection, since: datetime, until: datetime) -> AsyncIterator[Payout]:
+        """Every payout arriving in ``[since, until)``, newest first, itemised exactly as the worker books it
+        (the movements of what it paid are not fetched). A payout Stripe has not itemised yet comes with
+        totals only (``itemised`` False; its ``reconciliation_status`` in the metadata)."""
+        api = self._api(connection)
+        fetch = _Fetch(api, connection.account)
+        arriving = history.window(since, until)
+        async for listed in api.list_all("payouts", arrival_date=arriving, account=connection.account):
+            try:
+                payout, _paid = await fetch.itemised(listed)
+            except NotReadyError:
+                payout = to_payout({**listed, "automatic": False}, [], account=connection.account)
+            yield payout
 
     def _api(self, connection: Connection) -> StripeApi:
         api = self._apis.get(connection.id)

@@ -37,10 +37,12 @@ DISPUTE_TYPES: frozenset[str] = frozenset(
         "charge.dispute.created",
         "charge.dispute.funds_withdrawn",
         "charge.dispute.funds_reinstated",
+        "charge.dispute.updated",
         "charge.dispute.closed",
     }
 )
-"""Events about a dispute; the money moves at ``funds_withdrawn`` and ``funds_reinstated`` (§4 fact 8)."""
+"""Events about a dispute; the money moves at ``funds_withdrawn`` and ``funds_reinstated`` (§4 fact 8).
+The backfill offers each listed dispute as ``charge.dispute.updated``."""
 
 PAYOUT_TYPES: frozenset[str] = frozenset(
     {"payout.paid", "payout.failed", "payout.canceled", "payout.updated", "payout.reconciliation_completed"}
@@ -71,6 +73,13 @@ class StripeEvent:
     @property
     def handled(self) -> bool:
         return self.type in HANDLED_TYPES
+
+    @property
+    def object_key(self) -> str:
+        """The inbox key that serialises the event's processing: a charge's events, its refunds' and its
+        disputes' share the charge's id; a payout's events its id; on a connected account, prefixed with it."""
+        key = self.charge_id or self.object_id or self.id
+        return f"{self.account}/{key}" if self.account else key
 
 
 def _signature(secret: str, signed_payload: bytes) -> bytes:
