@@ -547,20 +547,32 @@ class Progress:
     crashes: Counter[str] = field(default_factory=Counter)  # exceptions of tasks nobody awaited
 
 
+async def event_done(bridge: Bridge, connection_id: str) -> bool:
+    """Every event of the connection is processed (``done``, ``failed`` or ``ignored``)."""
+    async with bridge.store.engine.connect() as conn:
+        busy = await conn.scalar(
+            select(func.count()).where(
+                events.c.connection_id == connection_id, events.c.status.in_(("pending", "processing"))
+            )
+        )
+        await conn.rollback()
+    return not busy
+
+
 async def watch(
     bridge: Bridge,
     connection: Connection,
     args: argparse.Namespace,
     t0: float,
     progress: Progress,
-    processed: Callable[[], bool],
     n: int,
 ) -> None:
-    """Poll ``connections.status`` until nothing waits, the timeout, or a stall (no record sent or failed for
-    ``args.stall`` s once the Stripe fetches are over: longer than one record lease, so a retry would show).
+    """Poll ``connections.status`` until nothing waits, the timeout, or a stall: the event is processed (its
+    row says ``done``) and no record was sent or failed for ``args.stall`` s (by default longer than one
+    record lease, so a retry would show).
 
     ``status.waiting`` counts the event until its records are sent too (``done_waiting``), so it says
-    nothing about the processing being over; ``processed`` does."""
+    nothing about the processing being over: the event's own status does."""
     deadline, next_report = t0 + args.timeout, t0 + 10
     moved_at, last_key = t0, (-1, -1)
     while True:
@@ -573,7 +585,7 @@ async def watch(
             progress.finished_seen_s = round(now - t0, 3)
             return
         key = (status.records_sent, status.records_failed)
-        if key != last_key or not processed():
+        if key != last_key or not await event_done(bridge, connection.id):
             moved_at, last_key = now, key
         if now >= next_report:
             next_report += 10
@@ -702,6 +714,7 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
             "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
             "BRIDGE_STRIPE_API_BASE": info["stripe_url"],
             "BRIDGE_LOG_LEVEL": args.log_level,
+            **({"BRIDGE_LEASE_SECONDS": args.lease_seconds} if args.lease_seconds else {}),
         }
     )
     result: dict[str, Any] = {}
@@ -742,7 +755,7 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
             notices = timed.verify(delivery.body, headers, connection, datetime.now(UTC))
             stored = await bridge.inbox.add(connection.id, "stripe", notices)
             t_stored = time.perf_counter()
-            await watch(bridge, connection, args, t0, progress, lambda: bool(timed.calls), held["charges"])
+            await watch(bridge, connection, args, t0, progress, held["charges"])
             t_end = time.perf_counter()
         finally:
             if profiler is not None:
@@ -771,9 +784,12 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
             thred_payout = await bridge.thred.get(business_id, "payout", facts["payout_thred_id"])
 
     # --- timings ---
-    started, fetched, movements = timed.calls[0] if timed.calls else (math.nan, math.nan, 0)
     event = facts["events"][0] if facts["events"] else {}
     processed_s = event.get("processed_s")
+    # The movements call whose records were committed: the last one to end before the event was processed.
+    calls = [(a - t0, b - t0, n) for a, b, n in timed.calls]
+    before = [c for c in calls if processed_s is None or c[1] <= processed_s]
+    started, fetched, movements = (before or calls or [(math.nan, math.nan, 0)])[-1]
     payout_sent_s = facts["records"].get("payout", {}).get("last_sent_s")
     settled = [facts["records"].get(k, {}).get("last_sent_s") for k in ("payment", "refund_payment")]
     last_child_s = max((s for s in settled if s is not None), default=None)
@@ -786,12 +802,12 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
         "total_to_payout_in_thred": payout_sent_s,
         "until_status_idle_seen": progress.finished_seen_s,
         "ingest_verify_and_store": round(t_stored - t0, 4),
-        "until_claimed": round(started - t0, 3),
+        "until_claimed": round(calls[0][0], 3) if calls else None,
         "stripe_fetch_and_translate": round(fetched - started, 3),
         "stripe_listing_window": (
             [round(listing[0] - wall0_ts, 3), round(listing[1] - wall0_ts, 3)] if listing[0] and listing[1] else None
         ),
-        "plan_and_commit_outbox": round(processed_s - (fetched - t0), 3) if processed_s is not None else None,
+        "plan_and_commit_outbox": round(processed_s - fetched, 3) if processed_s is not None else None,
         "event_processed": processed_s,
         "dispatch": round(payout_sent_s - processed_s, 3) if payout_sent_s and processed_s else None,
         "dispatch_until_last_payment": round(last_child_s - processed_s, 3) if last_child_s and processed_s else None,
@@ -801,6 +817,7 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
         "measurement_window": round(t_end - t0, 3),
     }
     result["movements"] = movements
+    result["processing_calls"] = [{"start_s": round(a, 3), "end_s": round(b, 3), "movements": n} for a, b, n in calls]
     result["progress"] = {
         "polls": progress.polls,
         "log": progress.log,
@@ -914,6 +931,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "db": args.db,
             "transactions": args.transactions,
             "concurrency": args.concurrency,
+            "lease_seconds": args.lease_seconds or Settings.model_fields["lease_seconds"].default,
             "seed": args.seed,
             "poll_s": args.poll,
             "log_level": args.log_level,
@@ -957,14 +975,15 @@ def render(report: dict[str, Any]) -> str:
     t, mem, req, db = r["timings_s"], r["memory"], r["requests"], r["db"]
     check = r["thred_payout"]
     m = report["machine"]
-    table = Table(title=f"payout, {s['db']}, N={s['transactions']:,}, concurrency {s['concurrency']} "
-                        f"({m['nproc']} CPUs, {m['cpu_model']})")  # fmt: skip
+    table = Table(title=f"payout, {s['db']}, N={s['transactions']:,}, concurrency {s['concurrency']}, "
+                        f"lease {s['lease_seconds']:g} s ({m['nproc']} CPUs, {m['cpu_model']})")  # fmt: skip
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows: list[tuple[str, str]] = [
         ("event → payout in Thred", f"{_fmt(t['total_to_payout_in_thred'])} s"),
         ("  ingest (verify + inbox commit)", f"{_fmt(t['ingest_verify_and_store'], '.3f')} s"),
         ("  until the worker claimed it", f"{_fmt(t['until_claimed'], '.2f')} s"),
+        ("  times the event was processed (Stripe listed)", f"{len(r['processing_calls'])}"),
         ("  Stripe fetches + translate", f"{_fmt(t['stripe_fetch_and_translate'])} s"),
         ("  plan + commit the outbox", f"{_fmt(t['plan_and_commit_outbox'])} s"),
         ("  = event processed at", f"{_fmt(t['event_processed'])} s"),
@@ -1004,12 +1023,14 @@ def render(report: dict[str, Any]) -> str:
     if r["status"] and (r["status"]["failed"] or r["status"]["records_failed"]):
         console.print(f"[red]failures: {r['status']['failures']}[/red]")
     header = (
-        "| DB | N | conc. | event → payout in Thred s | Stripe fetch + translate s | plan + commit s | dispatch s "
+        "| DB | N | conc. | lease s | event → payout in Thred s | times processed | Stripe fetch + translate s "
+        "| plan + commit s | dispatch s "
         "| Stripe req. | Thred req. | records | ru_maxrss MB | RSS before → peak → end MB | payout check |\n"
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
     )
     row = (
-        f"| {s['db']} | {s['transactions']:,} | {s['concurrency']} | {_fmt(t['total_to_payout_in_thred'])} "
+        f"| {s['db']} | {s['transactions']:,} | {s['concurrency']} | {s['lease_seconds']:g} "
+        f"| {_fmt(t['total_to_payout_in_thred'])} | {len(r['processing_calls'])} "
         f"| {_fmt(t['stripe_fetch_and_translate'])} | {_fmt(t['plan_and_commit_outbox'])} | {_fmt(t['dispatch'])} "
         f"| {req['stripe']['requests']:,} | {req['thred']['requests']:,} | {db['records_total']:,} "
         f"| {mem['ru_maxrss_mb']:.0f} | {mem['rss_before_event_mb']:.0f} → {mem['rss_peak_mb']:.0f} → "
@@ -1024,6 +1045,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--concurrency", type=int, default=16, help="bridge.worker(concurrency=…)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--lease-seconds", type=float, default=None, help="BRIDGE_LEASE_SECONDS (default: the bridge's)"
+    )
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between connections.status polls")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
     parser.add_argument("--stall", type=float, default=90.0, help="give up when nothing is sent for this long")
