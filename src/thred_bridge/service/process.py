@@ -6,8 +6,10 @@ together, so a worker killed at any point leaves either nothing or everything of
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 
 import structlog
@@ -50,7 +52,41 @@ class Processing:
             return await tx.claim_events(self.owner, self._clock(), limit, self._lease)
 
     async def handle(self, event: ClaimedEvent) -> str:
-        """Process one claimed event; returns its outcome (done, retry, failed, lost)."""
+        """Process one claimed event; returns its outcome (done, retry, failed, lost). The lease is renewed
+        while it runs, so an event that takes longer than one lease (a payout of many thousand charges) is
+        not claimed again by another worker meanwhile; a worker that dies stops renewing, and its lease
+        runs out as before."""
+        async with self._renewing(event):
+            return await self._handle(event)
+
+    @contextlib.asynccontextmanager
+    async def _renewing(self, event: ClaimedEvent) -> AsyncIterator[None]:
+        done = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(event, done))
+        try:
+            yield
+        finally:
+            done.set()
+            await renewer
+
+    async def _renew(self, event: ClaimedEvent, done: asyncio.Event) -> None:
+        every = self._lease.total_seconds() / 3
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), every)
+            if done.is_set():
+                return
+            try:
+                async with self._store.transaction() as tx:
+                    held = await tx.renew_event(event.id, self.owner, self._clock() + self._lease)
+            except Exception as exc:  # the database blinked: the next round tries again
+                log.warning("event.renew_failed", event_id=event.event_id, error=describe(exc))
+                continue
+            if not held:
+                log.warning("event.lease_lost", event_id=event.event_id)
+                return
+
+    async def _handle(self, event: ClaimedEvent) -> str:
         bound = log.bind(event_id=event.event_id, type=event.event_type, connection=event.connection_id)
         try:
             connection = await self._connections.get(event.connection_id, include_removed=True)

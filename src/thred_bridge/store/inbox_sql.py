@@ -131,6 +131,29 @@ class InboxQueries(TxBase):
         )
         return bool(result.rowcount)
 
+    async def renew_event(self, event_id: int, owner: str, until: datetime) -> bool:
+        """Extend ``owner``'s lease on the event (it is still working on it); False when it lost the lease."""
+        row = (
+            await self.conn.execute(select(events.c.connection_id, events.c.object_key).where(events.c.id == event_id))
+        ).first()
+        if row is None:
+            return False
+        result = await self.conn.execute(
+            update(leases)
+            .where(
+                leases.c.connection_id == row.connection_id,
+                leases.c.object_key == row.object_key,
+                leases.c.owner == owner,
+            )
+            .values(expires_at=until)
+        )
+        if not result.rowcount:
+            return False
+        await self.conn.execute(
+            update(events).where(events.c.id == event_id, events.c.status == "processing").values(locked_until=until)
+        )
+        return True
+
     async def unroute_event(self, event_id: int, owner: str, error: str) -> bool:
         """Keep a Connect event for an account no connection maps yet; `requeue_unrouted` wakes it."""
         if not await self._release(event_id, owner):
