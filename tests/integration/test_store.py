@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
+from sqlalchemy import func, select
 
 from thred_bridge.domain.queue import Notice
 from thred_bridge.domain.records import Record, Ref
 from thred_bridge.store import schema
 from thred_bridge.store.sql import SqlStore
+from thred_bridge.store.tables import record_parents, records
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -116,6 +119,52 @@ async def test_expired_lease_moves_to_another_worker(store: SqlStore) -> None:
     async with store.transaction() as tx:
         assert not await tx.finish_event(event.id, "dead", later, [], "conn_a")  # the dead owner lost it
         assert await tx.finish_event(again.id, "alive", later, chain("ch_1"), "conn_a")
+
+
+async def test_a_renewed_lease_is_not_taken(store: SqlStore) -> None:
+    await add(store, notice("evt_1"))
+    async with store.transaction() as tx:
+        (event,) = await tx.claim_events("busy", NOW, 1, LEASE)
+    later = NOW + LEASE + timedelta(seconds=1)
+    async with store.transaction() as tx:
+        assert await tx.renew_event(event.id, "busy", later + LEASE)  # still working on it
+        assert not await tx.renew_event(event.id, "someone-else", later + LEASE)
+    async with store.transaction() as tx:
+        assert await tx.claim_events("other", later, 1, LEASE) == []
+    much_later = later + 2 * LEASE
+    async with store.transaction() as tx:
+        (again,) = await tx.claim_events("other", much_later, 1, LEASE)  # it stopped renewing: dead
+        assert again.id == event.id
+        assert not await tx.renew_event(event.id, "busy", much_later + LEASE)
+        assert not await tx.finish_event(event.id, "busy", much_later, [], "conn_a")
+
+
+async def test_many_records_at_once_keep_first_plans_and_latest_payout(store: SqlStore) -> None:
+    await add(store, notice("evt_1"))
+    charges = [f"ch_{i}" for i in range(1200)]  # more than one multi-row statement's worth
+    planned = [r for charge in charges for r in chain(charge)]
+    payout = Record(
+        "payout", "stripe_po_1", {"paid_out_amount_cents": 1},
+        parents={f"payment_ids.{i}": Ref("payment", f"stripe_{c}") for i, c in enumerate(charges)},
+        updatable=True,
+    )  # fmt: skip
+    newer = Record("payout", "stripe_po_1", {"paid_out_amount_cents": 2}, parents=payout.parents, updatable=True)
+    async with store.transaction() as tx:
+        await tx.add_records("conn_a", [*planned, payout, newer], None, NOW)
+        await tx.add_records("conn_a", [*planned, newer], None, NOW)  # again: nothing changes
+        counts = await tx.record_counts("conn_a")
+        bodies = (await tx.conn.execute(select(records.c.body).where(records.c.kind == "payout"))).scalars().all()
+        links = await tx.conn.scalar(select(func.count()).select_from(record_parents))
+    assert counts["pending"] == 1 + 2 * 1200 + 1  # one shared customer, an invoice and a payment each, the payout
+    assert [orjson.loads(b) for b in bodies] == [{"paid_out_amount_cents": 2}]
+    assert links == 1200 + 1200 * 2 + 1200  # invoice → customer; payment → customer, invoice; payout → payments
+    async with store.transaction() as tx:
+        (customer,) = await tx.claim_records("w", NOW, 10, LEASE)
+        assert customer.kind == "customer"
+        invoices = await tx.claim_records("w", NOW + timedelta(seconds=1), 5000, LEASE, ids=None)
+        assert invoices == []  # nothing is ready until the customer is sent
+        children = await tx.record_sent(customer.id, "cus-thred", NOW)
+    assert len(children) == 2 * 1200  # every invoice and payment names the customer
 
 
 async def test_records_wait_for_their_parents(store: SqlStore) -> None:

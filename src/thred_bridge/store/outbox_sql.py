@@ -16,6 +16,7 @@ from thred_bridge.store.tables import connections, events, record_parents, recor
 from thred_bridge.store.tx_base import TxBase
 
 LOOKUPS = "$lookups"
+_ADD_RECORDS: dict[tuple[str, bool], Any] = {}
 
 
 class OutboxQueries(TxBase):
@@ -23,60 +24,86 @@ class OutboxQueries(TxBase):
         self, connection_id: str, planned: Iterable[Record], event_id: int | None, now: datetime
     ) -> None:
         """Queue records. One already there is kept as it is, unless it is updatable (a payout) and the new
-        body differs: then the new body replaces it and it is sent again."""
-        for record in planned:
-            values = {
-                "connection_id": connection_id,
-                "kind": record.kind,
-                "external_id": record.external_id,
-                "body": orjson.dumps(_stored_body(record), option=orjson.OPT_SORT_KEYS).decode(),
-                "parents": orjson.dumps({k: [r.kind, r.external_id] for k, r in record.parents.items()}).decode(),
-                "parent_path": (
-                    orjson.dumps([record.parent_path.kind, record.parent_path.external_id]).decode()
-                    if record.parent_path
-                    else None
-                ),
-                "idempotency_key": record.idempotency_key,
-                "op": record.op,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "event_id": event_id,
-                "created_at": now,
-            }
-            stmt = self._insert(records).values(**values)
-            if record.updatable:
-                excluded = stmt.excluded
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["connection_id", "kind", "external_id"],
-                    set_={
-                        "body": excluded.body,
-                        "parents": excluded.parents,
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": excluded.next_attempt_at,
-                        "last_error": None,
-                        "event_id": excluded.event_id,
-                    },
-                    where=records.c.body != excluded.body,
-                )
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=["connection_id", "kind", "external_id"])
-            inserted = (await self.conn.execute(stmt.returning(records.c.id))).first()
-            if inserted is None:
-                continue
-            refs = {(r.kind, r.external_id) for r in record.parents.values()}
-            if record.parent_path:
-                refs.add((record.parent_path.kind, record.parent_path.external_id))
-            await self.conn.execute(delete(record_parents).where(record_parents.c.record_id == inserted.id))
-            if refs:
-                await self.conn.execute(
-                    insert(record_parents),
-                    [
-                        {"record_id": inserted.id, "connection_id": connection_id, "kind": k, "external_id": e}
-                        for k, e in sorted(refs)
-                    ],
-                )
+        body differs: then the new body replaces it and it is sent again.
+
+        A payout can plan tens of thousands of records, so this is a handful of statements, not one per
+        record: one multi-row insert per kind of conflict handling, then the parents of what was written."""
+        kept: dict[tuple[str, str], Record] = {}
+        for record in planned:  # the first plan of a record wins, except an updatable one's latest body
+            key = (record.kind, record.external_id)
+            if key not in kept or record.updatable:
+                kept[key] = record
+        if not kept:
+            return
+        fixed = [self._row(connection_id, r, event_id, now) for r in kept.values() if not r.updatable]
+        updatable = [self._row(connection_id, r, event_id, now) for r in kept.values() if r.updatable]
+        written: list[tuple[int, str, str]] = []
+        for rows, upsert in ((fixed, False), (updatable, True)):
+            if rows:
+                result = await self.conn.execute(self._add_records_stmt(upsert), rows)
+                written.extend((r.id, r.kind, r.external_id) for r in result.all())
+        if not written:
+            return
+        ids = [record_id for record_id, _, _ in written]
+        for chunk in _chunks(ids, 500):
+            await self.conn.execute(delete(record_parents).where(record_parents.c.record_id.in_(chunk)))
+        links = [
+            {"record_id": record_id, "connection_id": connection_id, "kind": k, "external_id": e}
+            for record_id, kind, external_id in written
+            for k, e in sorted(_parent_refs(kept[(kind, external_id)]))
+        ]
+        if links:
+            await self.conn.execute(insert(record_parents), links)
+
+    @staticmethod
+    def _row(connection_id: str, record: Record, event_id: int | None, now: datetime) -> dict[str, Any]:
+        return {
+            "connection_id": connection_id,
+            "kind": record.kind,
+            "external_id": record.external_id,
+            "body": orjson.dumps(_stored_body(record), option=orjson.OPT_SORT_KEYS).decode(),
+            "parents": orjson.dumps({k: [r.kind, r.external_id] for k, r in record.parents.items()}).decode(),
+            "parent_path": (
+                orjson.dumps([record.parent_path.kind, record.parent_path.external_id]).decode()
+                if record.parent_path
+                else None
+            ),
+            "idempotency_key": record.idempotency_key,
+            "op": record.op,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "event_id": event_id,
+            "created_at": now,
+        }
+
+    def _add_records_stmt(self, upsert: bool) -> Any:
+        """Built once per dialect and kind of conflict handling, so its compiled form is cached."""
+        key = (self.dialect, upsert)
+        stmt = _ADD_RECORDS.get(key)
+        if stmt is not None:
+            return stmt
+        stmt = self._insert(records)
+        if upsert:
+            excluded = stmt.excluded
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["connection_id", "kind", "external_id"],
+                set_={
+                    "body": excluded.body,
+                    "parents": excluded.parents,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": excluded.next_attempt_at,
+                    "last_error": None,
+                    "event_id": excluded.event_id,
+                },
+                where=records.c.body != excluded.body,
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["connection_id", "kind", "external_id"])
+        stmt = stmt.returning(records.c.id, records.c.kind, records.c.external_id)
+        _ADD_RECORDS[key] = stmt
+        return stmt
 
     def _ready(self) -> Any:
         """No parent of the record is missing or unsent."""
@@ -170,8 +197,11 @@ class OutboxQueries(TxBase):
         ).all()
         return {(r.kind, r.external_id): r.thred_id for r in rows}
 
-    async def record_sent(self, record_id: int, thred_id: str | None, now: datetime) -> list[int]:
-        """Mark sent; returns the ids of children that became ready."""
+    async def record_sent(
+        self, record_id: int, thred_id: str | None, now: datetime, *, children_limit: int | None = None
+    ) -> list[int]:
+        """Mark sent; returns the ids of the records waiting on it (at most ``children_limit``), which may
+        now be ready."""
         row = (
             await self.conn.execute(
                 update(records)
@@ -183,11 +213,13 @@ class OutboxQueries(TxBase):
         if row is None:
             return []
         children = await self.conn.execute(
-            select(record_parents.c.record_id).where(
+            select(record_parents.c.record_id)
+            .where(
                 record_parents.c.connection_id == row.connection_id,
                 record_parents.c.kind == row.kind,
                 record_parents.c.external_id == row.external_id,
             )
+            .limit(children_limit)
         )
         return [c.record_id for c in children.all()]
 
@@ -243,3 +275,15 @@ def _stored_body(record: Record) -> dict[str, Any]:
         return dict(record.body)
     specs = {path: [spec.kind, spec.thred_id, spec.field] for path, spec in record.lookups.items()}
     return {**record.body, LOOKUPS: specs}
+
+
+def _parent_refs(record: Record) -> set[tuple[str, str]]:
+    refs: set[tuple[str, str]] = {(r.kind, r.external_id) for r in record.parents.values()}
+    if record.parent_path:
+        refs.add((record.parent_path.kind, record.parent_path.external_id))
+    return refs
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
