@@ -94,6 +94,7 @@ class Bridge:
             max_attempts=self.settings.max_attempts,
             lease=lease,
             on_record=lambda outcome: self.metrics.dispatched.labels(outcome).inc(),
+            wake=self.records_ready.set,
         )
         return Worker(
             processing, dispatching, concurrency=concurrency or self.settings.worker_concurrency, poll=poll,

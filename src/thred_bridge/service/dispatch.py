@@ -2,7 +2,9 @@
 
 A record's children (the invoice after its customer, the payment after its invoice) are claimed in
 the same transaction that marks it sent and sent right after, in the same task, so one charge's
-chain does not wait for the next poll.
+chain does not wait for the next poll. A record many others wait on (the walk-in customer of ten
+thousand invoices, the payments of a payout) wakes the dispatch loop instead, which sends them
+``concurrency`` at a time: one task sending them one after another would be the bottleneck.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from thred_bridge.errors import TRANSIENT, ThredError, describe, retry_after_of
 from thred_bridge.service.ports import Clock, Store, ThredApi
 
 log = structlog.get_logger("thred_bridge.dispatch")
+INLINE_CHILDREN = 4  # at most this many children follow their parent in its task; more wake the loop
 
 
 class Dispatching:
@@ -36,8 +39,10 @@ class Dispatching:
         max_attempts: int,
         lease: timedelta,
         on_record: Callable[[str], None] = lambda _outcome: None,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._on_record = on_record
+        self._wake = wake
         self._store = store
         self._thred = thred
         self._clock = clock
@@ -84,10 +89,11 @@ class Dispatching:
             return "failed", []
         now = self._clock()
         async with self._store.transaction() as tx:
-            children = await tx.record_sent(record.id, thred_id, now)
-            ready = (
-                await tx.claim_records(self.owner, now, len(children), self._lease, ids=children) if children else []
-            )
+            children = await tx.record_sent(record.id, thred_id, now, children_limit=INLINE_CHILDREN + 1)
+            inline = 0 < len(children) <= INLINE_CHILDREN
+            ready = await tx.claim_records(self.owner, now, len(children), self._lease, ids=children) if inline else []
+        if len(children) > INLINE_CHILDREN:
+            self._wake()
         bound.info("record.sent", thred_id=thred_id, op=record.op)
         return "sent", ready
 

@@ -1,0 +1,84 @@
+"""A record many others wait on (one walk-in customer for thousands of invoices) hands its children to
+the dispatch loop, which sends them ``concurrency`` at a time, instead of sending them one after another
+in its own task; a record with a few children still takes them along."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from thred_bridge.domain.records import Record, Ref
+from thred_bridge.service.dispatch import INLINE_CHILDREN, Dispatching
+from thred_bridge.store.sql import SqlStore
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Created:
+    id: str
+
+
+class RecordingThred:
+    """Creates whatever it is asked to, with sequential ids, and remembers the order."""
+
+    def __init__(self) -> None:
+        self.created: list[tuple[str, Mapping[str, Any]]] = []
+        self._ids = itertools.count(1)
+
+    async def create(self, business_id: str, kind: Any, body: Mapping[str, Any], **_: Any) -> Created:
+        assert business_id == "b-1"
+        self.created.append((kind, body))
+        return Created(f"t-{next(self._ids)}")
+
+    async def get(self, *_: Any, **__: Any) -> Any:
+        raise AssertionError("no lookups here")
+
+    async def delete(self, *_: Any, **__: Any) -> None:
+        raise AssertionError("no deletes here")
+
+
+def invoices(customer: str, n: int) -> list[Record]:
+    return [
+        Record(
+            "invoice",
+            f"stripe_ch_{customer}_{i}",
+            {"external_id": f"stripe_ch_{customer}_{i}", "customer_id": None},
+            parents={"customer_id": Ref("customer", f"stripe_{customer}")},
+        )
+        for i in range(n)
+    ]
+
+
+async def queue(store: SqlStore, planned: list[Record]) -> None:
+    async with store.transaction() as tx:
+        row = {"id": "conn_a", "processor": "stripe", "business_id": "b-1", "account": None, "label": None}
+        await tx.add_connection({**row, "credentials": "x", "webhook_secrets": "x", "created_at": NOW})
+        await tx.add_records("conn_a", planned, None, NOW)
+
+
+@pytest.mark.parametrize("children", [INLINE_CHILDREN, INLINE_CHILDREN + 1, 50])
+async def test_many_children_go_back_to_the_loop(store: SqlStore, children: int) -> None:
+    await queue(
+        store, [Record("customer", "stripe_walk_in", {"external_id": "stripe_walk_in"}), *invoices("walk_in", children)]
+    )
+    thred, wakes = RecordingThred(), []
+    dispatching = Dispatching(
+        store, thred, lambda: NOW, owner="w", max_attempts=3, lease=timedelta(seconds=30),
+        wake=lambda: wakes.append(1),
+    )  # fmt: skip
+    (customer,) = await dispatching.claim(16)
+    assert await dispatching.handle(customer) == "sent"
+    inline = children <= INLINE_CHILDREN
+    assert not (inline and children >= 50), "fifty children are never sent one by one in one task"
+    assert len(thred.created) == (1 + children if inline else 1)
+    assert wakes == ([] if inline else [1])
+    left = await dispatching.claim(1000)
+    assert len(left) == (0 if inline else children)  # every one is ready, for the loop's tasks
+    assert all(r.resolved == {"customer_id": "t-1"} for r in left)
