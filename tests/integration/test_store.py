@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from thred_bridge.domain.queue import Notice
 from thred_bridge.domain.records import Record, Ref
@@ -165,6 +165,27 @@ async def test_many_records_at_once_keep_first_plans_and_latest_payout(store: Sq
         assert invoices == []  # nothing is ready until the customer is sent
         children = await tx.record_sent(customer.id, "cus-thred", NOW)
     assert len(children) == 2 * 1200  # every invoice and payment names the customer
+
+
+async def test_a_payout_of_thousands_of_payments_is_claimed_with_every_id(store: SqlStore) -> None:
+    await add(store, notice("evt_1"))
+    payments = [Record("payment", f"stripe_ch_{i}", {"amount_cents": 1}) for i in range(1500)]
+    payout = Record(
+        "payout", "stripe_po_1", {"payment_ids": [None] * 1500},
+        parents={f"payment_ids.{i}": Ref("payment", p.external_id) for i, p in enumerate(payments)},
+        updatable=True,
+    )  # fmt: skip
+    async with store.transaction() as tx:
+        await tx.add_records("conn_a", [*payments, payout], None, NOW)
+        await tx.conn.execute(
+            update(records)
+            .where(records.c.kind == "payment")
+            .values(status="sent", thred_id="t-" + records.c.external_id)
+        )
+        (claimed,) = await tx.claim_records("w", NOW, 10, LEASE)
+    assert claimed.kind == "payout"
+    assert len(claimed.resolved) == 1500
+    assert claimed.resolved["payment_ids.1499"] == "t-stripe_ch_1499"
 
 
 async def test_records_wait_for_their_parents(store: SqlStore) -> None:

@@ -83,7 +83,11 @@ class _Loop(Generic[T]):
         await asyncio.gather(*waiters, return_exceptions=True)
 
     async def _one(self, item: T) -> str:
-        outcome = await self._handle(item)
+        try:
+            outcome = await self._handle(item)
+        except Exception:  # e.g. the store failed after the work: the item's lease runs out and it is retried
+            log.exception("worker.item_crashed", loop=self.name)
+            outcome = "crashed"
         self.handled += 1
         self._after(outcome)
         return outcome

@@ -164,10 +164,7 @@ class OutboxQueries(TxBase):
         body = orjson.loads(row.body)
         lookups = {path: Lookup(*spec) for path, spec in body.pop(LOOKUPS, {}).items()}
         parent_path = orjson.loads(row.parent_path) if row.parent_path else None
-        wanted = {(k, e) for k, e in parents.values()}
-        if parent_path:
-            wanted.add((parent_path[0], parent_path[1]))
-        ids = await self._thred_ids(row.connection_id, wanted)
+        ids = await self._thred_ids(row.id)
         return ClaimedRecord(
             id=row.id,
             connection_id=row.connection_id,
@@ -184,18 +181,25 @@ class OutboxQueries(TxBase):
             event_id=row.event_id,
         )
 
-    async def _thred_ids(self, connection_id: str, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        if not refs:
-            return {}
-        cond = or_(*(and_(records.c.kind == k, records.c.external_id == e) for k, e in refs))
-        rows = (
-            await self.conn.execute(
-                select(records.c.kind, records.c.external_id, records.c.thred_id).where(
-                    records.c.connection_id == connection_id, records.c.status == "sent", cond
+    async def _thred_ids(self, record_id: int) -> dict[tuple[str, str], str]:
+        """The Thred ids of the record's sent parents, through its ``record_parents`` rows: one join, however
+        many parents (a payout names thousands; one OR term per parent overflows SQLite's expression depth)."""
+        parent = records.alias("parent")
+        rows = await self.conn.execute(
+            select(parent.c.kind, parent.c.external_id, parent.c.thred_id)
+            .select_from(
+                record_parents.join(
+                    parent,
+                    and_(
+                        parent.c.connection_id == record_parents.c.connection_id,
+                        parent.c.kind == record_parents.c.kind,
+                        parent.c.external_id == record_parents.c.external_id,
+                    ),
                 )
             )
-        ).all()
-        return {(r.kind, r.external_id): r.thred_id for r in rows}
+            .where(record_parents.c.record_id == record_id, parent.c.status == "sent")
+        )
+        return {(r.kind, r.external_id): r.thred_id for r in rows.all()}
 
     async def record_sent(
         self, record_id: int, thred_id: str | None, now: datetime, *, children_limit: int | None = None
