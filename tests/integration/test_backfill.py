@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiolimiter import AsyncLimiter
 
-from thred_bridge.domain.queue import Connection, Notice
+from thred_bridge.domain.queue import Connection, HistoryPage, Notice
 from thred_bridge.errors import ProcessorUnavailableError
-from thred_bridge.service.backfill import Backfill, HistoryPage, slices
+from thred_bridge.service.backfill import Backfill, slices
 from thred_bridge.store.sql import SqlStore
 
 pytestmark = pytest.mark.anyio

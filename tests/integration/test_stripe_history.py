@@ -192,7 +192,7 @@ async def test_the_backfill_waits_out_a_429_and_stores_each_object_once(served: 
     made = busy_world(served.world)
     until, conn = served.world.clock(), connection()
     served.world.fail_next("/v1/payouts", 429, retry_after=1)
-    source: HistorySource = served.processor  # type: ignore[assignment]  # see history.HistoryPage
+    source: HistorySource = served.processor
     backfill = Backfill(store, source, lambda: at(NOW), AsyncLimiter(1000, 1), parallel=4)
     progress = await backfill.run(conn, at(NOW), at(until), parts=2)
     assert progress.waits == 1

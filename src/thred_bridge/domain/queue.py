@@ -29,6 +29,15 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of a processor's list, for the backfill: its objects as inbox notices, and where the next
+    page starts (None: the slice is done)."""
+
+    notices: Sequence[Notice]
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Connection:
     """A processor account mapped to one Thred business, with decrypted secrets."""
 

@@ -18,20 +18,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from thred_bridge.domain.queue import Connection, Notice
+from thred_bridge.domain.queue import Connection, HistoryPage
 from thred_bridge.domain.retry import backoff
 from thred_bridge.errors import TRANSIENT, BridgeError, retry_after_of
 from thred_bridge.service.ports import Clock, Store
 
 log = structlog.get_logger("thred_bridge.backfill")
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPage:
-    """One page of a processor's list: its objects as inbox notices, and where the next page starts."""
-
-    notices: Sequence[Notice]
-    cursor: str | None  # None: the slice is done
 
 
 class HistorySource(Protocol):

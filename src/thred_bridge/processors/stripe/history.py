@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, get_args
 
 import orjson
 
-from thred_bridge.domain.queue import Connection, Notice
+from thred_bridge.domain.queue import Connection, HistoryPage, Notice
 from thred_bridge.errors import TranslationError
 from thred_bridge.processors.stripe import webhook
 from thred_bridge.processors.stripe.api import ListedResource, StripeApi, Window
@@ -30,17 +29,6 @@ HISTORY_KINDS: tuple[ListedResource, ...] = get_args(ListedResource)
 
 _PAYOUT_EVENTS = {"paid": "payout.paid", "failed": "payout.failed", "canceled": "payout.canceled"}
 BACKFILL_PREFIX = "bf_"
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPage:
-    """One list page as inbox notices, and the cursor of the next page (None: the slice is done).
-
-    The shape of ``thred_bridge.service.backfill.HistoryPage``, which a processor may not import.
-    """
-
-    notices: Sequence[Notice]
-    cursor: str | None
 
 
 def window(since: datetime, until: datetime) -> Window:

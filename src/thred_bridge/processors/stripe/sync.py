@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from thred_bridge.domain.movements import Movement, Payout
-from thred_bridge.domain.queue import ClaimedEvent, Connection, Notice
+from thred_bridge.domain.queue import ClaimedEvent, Connection, HistoryPage, Notice
 from thred_bridge.errors import NotReadyError, PayloadError, ProcessorError, TranslationError
 from thred_bridge.processors.stripe import history, translate, webhook
 from thred_bridge.processors.stripe.api import StripeApi
@@ -220,7 +220,7 @@ class StripeProcessor:
 
     async def history_page(
         self, connection: Connection, kind: str, since: datetime, until: datetime, cursor: str | None
-    ) -> history.HistoryPage:
+    ) -> HistoryPage:
         """One page of the connection's ``kind`` (charges, refunds, disputes, payouts) created in
         ``[since, until)``, after ``cursor``, as webhook-shaped notices (``history``)."""
         return await history.history_page(self._api(connection), connection, kind, since, until, cursor)
