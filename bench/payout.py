@@ -320,6 +320,41 @@ class TimedProcessor:
         await self.inner.aclose()
 
 
+class FinishTimes:
+    """When each ``finish_event`` transaction (the event's outbox rows + "event done") starts and commits, from
+    the engine's events: it starts with the lease's ``DELETE FROM leases`` and marks the event done with the
+    only ``UPDATE events`` that sets ``processed_at``; ``processed_at`` itself is the time it started."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine.sync_engine
+        self.finishes: list[tuple[float, float | None, str]] = []  # (started, ended, "commit" | "rollback")
+        event.listen(self.engine, "before_cursor_execute", self._statement)
+        event.listen(self.engine, "commit", self._commit)
+        event.listen(self.engine, "rollback", self._rollback)
+
+    def _statement(self, conn: SyncConnection, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("DELETE FROM leases"):
+            conn.info["bench_finish_started"] = time.perf_counter()
+        elif statement.startswith("UPDATE events SET") and "processed_at" in statement:
+            conn.info["bench_finishing"] = True
+
+    def _end(self, conn: SyncConnection, how: str) -> None:
+        started = conn.info.pop("bench_finish_started", None)
+        if conn.info.pop("bench_finishing", False) or (started is not None and how == "rollback"):
+            self.finishes.append((started or math.nan, time.perf_counter(), how))
+
+    def _commit(self, conn: SyncConnection) -> None:
+        self._end(conn, "commit")
+
+    def _rollback(self, conn: SyncConnection) -> None:
+        self._end(conn, "rollback")
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._statement)
+        event.remove(self.engine, "commit", self._commit)
+        event.remove(self.engine, "rollback", self._rollback)
+
+
 class SqlStats:
     """Statements the bridge's engine ran (by their first 100 characters): how many, and the seconds from
     ``before_cursor_execute`` to ``after_cursor_execute`` (with aiosqlite: including the wait for its thread)."""
@@ -731,6 +766,7 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
         await http_json(info["thred_url"] + "/_sandbox/requests/count", "DELETE")
 
         sql_stats = SqlStats(bridge.store.engine) if args.sql_stats else None
+        finishes = FinishTimes(bridge.store.engine)
         sampler = RssSampler(args.rss_interval)
         sampler.start()
         await asyncio.sleep(0.3)  # a baseline
@@ -770,6 +806,7 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
             stop.set()
             await worker
             gc.collect()
+            finishes.close()
             if sql_stats is not None:
                 sql_stats.close()
             sampler.stop()
@@ -784,11 +821,14 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
             thred_payout = await bridge.thred.get(business_id, "payout", facts["payout_thred_id"])
 
     # --- timings ---
-    event = facts["events"][0] if facts["events"] else {}
-    processed_s = event.get("processed_s")
-    # The movements call whose records were committed: the last one to end before the event was processed.
     calls = [(a - t0, b - t0, n) for a, b, n in timed.calls]
-    before = [c for c in calls if processed_s is None or c[1] <= processed_s]
+    ends = [(a - t0, b - t0 if b is not None else None, how) for a, b, how in finishes.finishes]
+    committed = [e for e in ends if e[2] == "commit"]
+    # The event is processed when its outbox commits; that transaction began after the movements call
+    # whose records it holds (the last one to end before it began).
+    processed_s = committed[0][1] if committed else None
+    finish_started = committed[0][0] if committed else None
+    before = [c for c in calls if finish_started is None or c[1] <= finish_started]
     started, fetched, movements = (before or calls or [(math.nan, math.nan, 0)])[-1]
     payout_sent_s = facts["records"].get("payout", {}).get("last_sent_s")
     settled = [facts["records"].get(k, {}).get("last_sent_s") for k in ("payment", "refund_payment")]
@@ -807,8 +847,13 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
         "stripe_listing_window": (
             [round(listing[0] - wall0_ts, 3), round(listing[1] - wall0_ts, 3)] if listing[0] and listing[1] else None
         ),
+        "plan_records": round(finish_started - fetched, 3) if finish_started is not None else None,
+        "store_outbox_transaction": (
+            round(processed_s - finish_started, 3) if processed_s is not None and finish_started is not None else None
+        ),
         "plan_and_commit_outbox": round(processed_s - fetched, 3) if processed_s is not None else None,
-        "event_processed": processed_s,
+        "event_processed": round(processed_s, 3) if processed_s is not None else None,
+        "event_processed_at_column": facts["events"][0]["processed_s"] if facts["events"] else None,
         "dispatch": round(payout_sent_s - processed_s, 3) if payout_sent_s and processed_s else None,
         "dispatch_until_last_payment": round(last_child_s - processed_s, 3) if last_child_s and processed_s else None,
         "payout_post_after_last_payment": round(payout_sent_s - last_child_s, 3)
@@ -817,6 +862,9 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
         "measurement_window": round(t_end - t0, 3),
     }
     result["movements"] = movements
+    result["outbox_transactions"] = [
+        {"start_s": round(a, 3), "end_s": round(b, 3) if b is not None else None, "ended": how} for a, b, how in ends
+    ]
     result["processing_calls"] = [{"start_s": round(a, 3), "end_s": round(b, 3), "movements": n} for a, b, n in calls]
     result["progress"] = {
         "polls": progress.polls,
@@ -985,7 +1033,9 @@ def render(report: dict[str, Any]) -> str:
         ("  until the worker claimed it", f"{_fmt(t['until_claimed'], '.2f')} s"),
         ("  times the event was processed (Stripe listed)", f"{len(r['processing_calls'])}"),
         ("  Stripe fetches + translate", f"{_fmt(t['stripe_fetch_and_translate'])} s"),
-        ("  plan + commit the outbox", f"{_fmt(t['plan_and_commit_outbox'])} s"),
+        ("  plan the records", f"{_fmt(t['plan_records'], '.2f')} s"),
+        ("  store the outbox (one transaction)", f"{_fmt(t['store_outbox_transaction'])} s"),
+        ("  outbox transactions rolled back", f"{sum(1 for x in r['outbox_transactions'] if x['ended'] != 'commit')}"),
         ("  = event processed at", f"{_fmt(t['event_processed'])} s"),
         ("  dispatch (records → Thred)", f"{_fmt(t['dispatch'])} s"),
         ("    … until the last payment", f"{_fmt(t['dispatch_until_last_payment'])} s"),
