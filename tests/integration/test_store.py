@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from thred_bridge.domain.queue import Notice
 from thred_bridge.domain.records import Record, Ref
 from thred_bridge.store import schema
+from thred_bridge.store.outbox_sql import CLAIM_WINDOW
 from thred_bridge.store.sql import SqlStore
 from thred_bridge.store.tables import record_parents, records
 
@@ -186,6 +187,22 @@ async def test_a_payout_of_thousands_of_payments_is_claimed_with_every_id(store:
     assert claimed.kind == "payout"
     assert len(claimed.resolved) == 1500
     assert claimed.resolved["payment_ids.1499"] == "t-stripe_ch_1499"
+
+
+async def test_a_claim_reaches_ready_records_behind_many_waiting_ones(store: SqlStore) -> None:
+    await add(store, notice("evt_1"))
+    waiting = [
+        Record(
+            "invoice", f"stripe_ch_{i}", {"customer_id": None}, parents={"customer_id": Ref("customer", "stripe_cus_x")}
+        )
+        for i in range(3 * CLAIM_WINDOW)
+    ]  # their customer is not even queued: they wait, and they are due first
+    ready = [Record("customer", f"stripe_cus_{i}", {"external_id": f"stripe_cus_{i}"}) for i in range(5)]
+    async with store.transaction() as tx:
+        await tx.add_records("conn_a", waiting, None, NOW)
+        await tx.add_records("conn_a", ready, None, NOW + timedelta(seconds=1))
+        claimed = await tx.claim_records("w", NOW + timedelta(seconds=2), 10, LEASE)
+    assert sorted(r.external_id for r in claimed) == sorted(r.external_id for r in ready)
 
 
 async def test_records_wait_for_their_parents(store: SqlStore) -> None:

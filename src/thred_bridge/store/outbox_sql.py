@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Integer, and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, exists, insert, or_, select, tuple_, update
 from sqlalchemy.engine import Row
 
 from thred_bridge.domain.queue import ClaimedRecord
@@ -64,16 +64,40 @@ _CHILDREN = (
     )
     .limit(bindparam("limit", type_=Integer()))
 )
-_PICK: dict[tuple[str, bool], Any] = {}
+_PICK: dict[str, Any] = {}
+CLAIM_WINDOW = 256  # due records looked at per step of a claim
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _pick_statement(*, by_id: bool) -> Any:
-    """Due, free, pending records none of whose parents is missing or unsent, oldest due first.
-
-    In due order, which ix_records_due walks as it is (rowid breaks ties on SQLite): the scan stops at
-    ``limit`` ready rows instead of testing and sorting every pending one, which made each claim cost
-    O(pending) while a payout's 20,000 records waited."""
+def _window_statement(*, by_id: bool) -> Any:
+    """The next ``CLAIM_WINDOW`` due, free, pending records after a (next_attempt_at, id) key, in due order:
+    ix_records_due yields them as they are, so this reads a window, never the whole queue."""
     now = bindparam("now", type_=UTCDateTime())
+    where = [
+        records.c.status == "pending",
+        records.c.next_attempt_at <= now,
+        or_(records.c.locked_until.is_(None), records.c.locked_until < now),
+        tuple_(records.c.next_attempt_at, records.c.id)
+        > tuple_(bindparam("after_at", type_=UTCDateTime()), bindparam("after_id", type_=Integer())),
+    ]
+    if by_id:
+        where.append(records.c.id.in_(bindparam("ids", expanding=True)))
+    return (
+        select(records.c.id, records.c.next_attempt_at)
+        .where(*where)
+        .order_by(records.c.next_attempt_at, records.c.id)
+        .limit(CLAIM_WINDOW)
+    )
+
+
+_WINDOW = {False: _window_statement(by_id=False), True: _window_statement(by_id=True)}
+
+
+def _pick_statement() -> Any:
+    """Of a window's records, those none of whose parents is missing or unsent, oldest due first.
+
+    Tested a window at a time: one statement over the whole queue made Postgres anti-join and sort every
+    due record for each claim (60 ms at 20,000 waiting records), and SQLite test and sort them all."""
     unsent_parent = (
         select(record_parents.c.record_id)
         .select_from(record_parents.outerjoin(_parent, _PARENT_JOIN))
@@ -83,17 +107,9 @@ def _pick_statement(*, by_id: bool) -> Any:
             or_(and_(_parent.c.id.is_(None), records.c.op != "delete"), _parent.c.status != "sent"),
         )
     )
-    where = [
-        records.c.status == "pending",
-        records.c.next_attempt_at <= now,
-        or_(records.c.locked_until.is_(None), records.c.locked_until < now),
-        ~exists(unsent_parent),
-    ]
-    if by_id:
-        where.append(records.c.id.in_(bindparam("ids", expanding=True)))
     return (
         select(records.c.id)
-        .where(*where)
+        .where(records.c.id.in_(bindparam("window", expanding=True)), ~exists(unsent_parent))
         .order_by(records.c.next_attempt_at, records.c.id)
         .limit(bindparam("limit", type_=Integer()))
     )
@@ -193,13 +209,22 @@ class OutboxQueries(TxBase):
         ``owner`` is accepted for symmetry with events; a record's lease is its ``locked_until``.
         """
         del owner
-        params: dict[str, Any] = {"now": now, "limit": limit}
+        pick = _PICK.get(self.dialect)
+        if pick is None:
+            pick = _PICK[self.dialect] = self._lock(_pick_statement())
+        params: dict[str, Any] = {"now": now, "after_at": _EPOCH, "after_id": 0}
         if ids is not None:
             params["ids"] = list(ids)
-        stmt = _PICK.get((self.dialect, ids is not None))
-        if stmt is None:
-            stmt = _PICK[(self.dialect, ids is not None)] = self._lock(_pick_statement(by_id=ids is not None))
-        picked = [r.id for r in (await self.conn.execute(stmt, params)).all()]
+        picked: list[int] = []
+        while len(picked) < limit:
+            window = (await self.conn.execute(_WINDOW[ids is not None], params)).all()
+            if not window:
+                break
+            chosen = await self.conn.execute(pick, {"window": [r.id for r in window], "limit": limit - len(picked)})
+            picked.extend(r.id for r in chosen.all())
+            if len(window) < CLAIM_WINDOW:
+                break
+            params["after_at"], params["after_id"] = window[-1].next_attempt_at, window[-1].id
         if not picked:
             return []
         await self.conn.execute(_LEASE_RECORDS, {"ids": picked, "until": now + lease})

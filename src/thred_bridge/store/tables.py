@@ -122,7 +122,7 @@ records = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
     UniqueConstraint("connection_id", "kind", "external_id"),
-    Index("ix_records_due", "status", "next_attempt_at"),
+    Index("ix_records_due", "status", "next_attempt_at", "id"),  # claims walk it in due order
     Index("ix_records_event", "event_id"),
 )
 
