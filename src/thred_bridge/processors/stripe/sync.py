@@ -45,6 +45,7 @@ class _Fetch:
         self.account = account
         self._charges: set[str] = set()
         self._customers: dict[str, Mapping[str, Any] | None] = {}
+        self._booked: list[Movement] = []  # charges translated while their payout was being listed
 
     async def customer(self, customer_id: str) -> Mapping[str, Any] | None:
         """The customer, or None for a deleted one (the charge is then booked on its billing details)."""
@@ -119,25 +120,42 @@ class _Fetch:
         """The payout and, for an automatic one, the movements of every charge, refund and dispute it paid,
         including those of a failed payout whose money it pays out again."""
         payout = await self.api.payout(payout_id, account=self.account)
-        moved, paid = await self.itemised(payout)
-        return [moved, *await self._paid(paid)]
+        moved, paid = await self.itemised(payout, book_charges=True)
+        return [moved, *self._booked, *await self._paid(paid)]
 
-    async def itemised(self, payout: Mapping[str, Any]) -> tuple[Payout, list[dict[str, Any]]]:
+    async def itemised(
+        self, payout: Mapping[str, Any], *, book_charges: bool = False
+    ) -> tuple[Payout, list[dict[str, Any]]]:
         """The payout as a movement (itemised when automatic), and the balance transactions it pays: its
         own and those of every failed payout whose money it pays out again. NotReadyError while Stripe has
-        not itemised an automatic payout yet."""
+        not itemised an automatic payout yet. With ``book_charges``, the charges among them are translated
+        as they are listed (see :meth:`_listed`)."""
         payout_id = translate.id_of(payout.get("id"))
         if payout.get("automatic") is not True or payout_id is None:
             return to_payout(payout, [], account=self.account), []
-        bts = await self._listed(payout_id)
-        repaid = await self._repaid(payout_id, bts)
+        bts = await self._listed(payout_id, book_charges)
+        repaid = await self._repaid(payout_id, bts, book_charges)
         paid = [*bts, *(bt for listed in repaid.values() for bt in listed)]
         return to_payout(payout, bts, account=self.account, repaid=repaid), paid
 
-    async def _listed(self, payout_id: str) -> list[dict[str, Any]]:
-        return [bt async for bt in self.api.list_balance_transactions(payout=payout_id, account=self.account)]
+    async def _listed(self, payout_id: str, book_charges: bool) -> list[dict[str, Any]]:
+        """The payout's balance transactions, each charge's expanded source cut down to its id once it has
+        been translated (or right away, when the charges are not booked): a 10,000-charge payout otherwise
+        held every charge's full JSON in memory until the end (~120 MB)."""
+        kept: list[dict[str, Any]] = []
+        async for listed in self.api.list_balance_transactions(payout=payout_id, account=self.account):
+            source = listed.get("source")
+            source_id = translate.id_of(source)
+            if item_kind(listed) == "charge" and isinstance(source, Mapping) and source_id is not None:
+                if book_charges:
+                    self._booked += await self.charge(source_id, source, listed)
+                listed = {**listed, "source": {"id": source_id, "object": source.get("object", "charge")}}  # noqa: PLW2901
+            kept.append(listed)
+        return kept
 
-    async def _repaid(self, payout_id: str, bts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    async def _repaid(
+        self, payout_id: str, bts: list[dict[str, Any]], book_charges: bool
+    ) -> dict[str, list[dict[str, Any]]]:
         """The transactions of each failed or canceled (automatic) payout whose money comes back in ``bts``,
         and in theirs, and so on."""
         repaid: dict[str, list[dict[str, Any]]] = {}
@@ -153,12 +171,13 @@ class _Fetch:
                 source if isinstance(source, Mapping) else await self.api.payout(failed, account=self.account)
             )
             if failed_payout.get("automatic") is True:
-                repaid[failed] = await self._listed(failed)
+                repaid[failed] = await self._listed(failed, book_charges)
                 queue += repaid[failed]
         return repaid
 
     async def _paid(self, bts: list[dict[str, Any]]) -> list[Movement]:
-        """The movements of every charge, refund and dispute in ``bts``, from their expanded sources.
+        """The movements of every charge, refund and dispute in ``bts`` (from ``itemised(book_charges=True)``,
+        whose charges are booked already), from their expanded sources.
 
         A refund that has since failed is an adjustment there (``item_kind``), left to its own events.
         """
