@@ -42,7 +42,11 @@ def test_refund_books_a_refund_and_refund_payment_on_the_charge_invoice() -> Non
         ("refund_payment", "stripe_re_1"),
     ]
     refund_rec, payment_rec = records[3], records[4]
-    assert refund_rec.parents == {"invoice_id": Ref("invoice", "stripe_ch_1")}
+    # the refund also waits for the charge's payment (ordering only: "~" paths never reach the body)
+    assert refund_rec.parents == {
+        "invoice_id": Ref("invoice", "stripe_ch_1"),
+        "~payment": Ref("payment", "stripe_ch_1"),
+    }
     assert refund_rec.body["amount_cents"] == 2_500
     assert refund_rec.body["method"] == "STRIPE"
     assert payment_rec.parent_path == Ref("refund", "stripe_re_1")

@@ -16,6 +16,10 @@ Kind = Literal["customer", "invoice", "payment", "refund", "refund_payment", "pa
 ORDER: tuple[Kind, ...] = ("customer", "invoice", "payment", "refund", "refund_payment", "payout")
 
 
+AFTER = "~"
+"""Prefix of a ``parents`` key that only orders: e.g. ``~payment``, a refund sent after its charge's payment."""
+
+
 @dataclass(frozen=True, slots=True)
 class Ref:
     """A parent record, by kind and external id."""
@@ -56,10 +60,13 @@ def when(at: datetime) -> str:
 def fill(body: Mapping[str, Any], resolved: Mapping[str, str]) -> dict[str, Any]:
     """A copy of ``body`` with each dotted path in ``resolved`` set to its Thred id.
 
-    Paths are dotted keys with list indexes (``allocations.0.invoice_id``).
+    Paths are dotted keys with list indexes (``allocations.0.invoice_id``). A path starting with ``~`` is
+    an ordering-only parent (:data:`AFTER`): the record waits for it, and its body is left alone.
     """
     out: Any = _deep_copy(body)
     for path, value in resolved.items():
+        if path.startswith(AFTER):
+            continue
         target = out
         keys = path.split(".")
         for key in keys[:-1]:

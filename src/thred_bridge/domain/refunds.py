@@ -7,12 +7,17 @@ from datetime import datetime
 from thred_bridge.domain.ids import external_id
 from thred_bridge.domain.money import Money
 from thred_bridge.domain.movements import DisputeDebit, Refund
-from thred_bridge.domain.record_types import Record, Ref, when
+from thred_bridge.domain.record_types import AFTER, Record, Ref, when
 
 
 def refund_method(processor: str) -> str:
     """Thred's refund-payment method for money returned through a processor."""
     return "STRIPE" if processor == "stripe" else "CREDIT_CARD"
+
+
+def _payment_of(invoice: Ref) -> Ref:
+    """The payment a charge's invoice is paid by (``charge_records`` gives both the charge's external id)."""
+    return Ref("payment", invoice.external_id)
 
 
 def _refund_pair(
@@ -32,7 +37,8 @@ def _refund_pair(
             "memo": memo,
             "reference_number": reference,
         },
-        parents={} if isinstance(invoice, str) else {"invoice_id": invoice},
+        # Thred refunds only what was paid: after the charge's payment too, whichever event queued it first.
+        parents={} if isinstance(invoice, str) else {"invoice_id": invoice, AFTER + "payment": _payment_of(invoice)},
     )
     payment = Record(
         "refund_payment",
