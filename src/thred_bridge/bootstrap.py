@@ -10,22 +10,24 @@ import contextlib
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from thred_bridge.crypto import Vault, local_key
+from thred_bridge.domain.queue import Connection
 from thred_bridge.errors import ConfigError
 from thred_bridge.observe import Metrics
-from thred_bridge.processors.base import Processor
+from thred_bridge.processors.base import Notes, Processor
 from thred_bridge.processors.registry import registry
 from thred_bridge.sandbox import create_app as create_sandbox
 from thred_bridge.service.connections import Connections
 from thred_bridge.service.dispatch import Dispatching
 from thred_bridge.service.ingest import Inbox
+from thred_bridge.service.polling import Polling
 from thred_bridge.service.process import Processing
-from thred_bridge.service.worker import Signal, Worker
+from thred_bridge.service.worker import Scheduled, Signal, Worker
 from thred_bridge.serving import serve_in_background
 from thred_bridge.settings import Settings
 from thred_bridge.store import schema
@@ -96,11 +98,25 @@ class Bridge:
             on_record=lambda outcome: self.metrics.dispatched.labels(outcome).inc(),
             wake=self.records_ready.set,
         )
+        # Mollie's settlements send no classic webhook: each worker lists them on a schedule (0 = off).
+        polling = Polling(self.store, self.connections, self.processors, utc_now, self.events_ready)
+        every = self.settings.mollie_settlement_poll_seconds if polling.wanted else 0.0
         return Worker(
             processing, dispatching, concurrency=concurrency or self.settings.worker_concurrency, poll=poll,
             events_ready=self.events_ready, records_ready=self.records_ready,
             on_processed=lambda outcome: self.metrics.processed.labels(outcome).inc(),
+            scheduled=[Scheduled("settlement-poll", every, polling.tick)],
         )  # fmt: skip
+
+
+def _notes_of(processors: dict[str, Processor]) -> Callable[[Connection], Sequence[str]]:
+    """What ``status`` says about a connection, from its processor when that has something to say."""
+
+    def notes(connection: Connection) -> Sequence[str]:
+        processor = processors.get(connection.processor)
+        return processor.notes(connection) if isinstance(processor, Notes) else ()
+
+    return notes
 
 
 @contextlib.asynccontextmanager
@@ -136,7 +152,11 @@ async def open_bridge(settings: Settings, *, with_thred: bool = True) -> AsyncIt
             stack.push_async_callback(thred.aclose)
         store = SqlStore(schema.async_engine(settings.database_url))
         stack.push_async_callback(store.aclose)
-        processors = registry(stripe_api_base=settings.stripe_api_base)
+        processors = registry(
+            stripe_api_base=settings.stripe_api_base,
+            adyen_report_hosts=settings.adyen_report_hosts,
+            mollie_api_base=settings.mollie_api_base,
+        )
         for processor in processors.values():
             stack.push_async_callback(processor.aclose)
         events_ready = Signal()
@@ -145,7 +165,7 @@ async def open_bridge(settings: Settings, *, with_thred: bool = True) -> AsyncIt
         yield Bridge(
             settings=settings,
             store=store,
-            connections=Connections(store, vault, utc_now),
+            connections=Connections(store, vault, utc_now, notes=_notes_of(processors)),
             inbox=inbox,
             processors=processors,
             thred=thred,

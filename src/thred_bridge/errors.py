@@ -7,6 +7,7 @@
     ├── DeliveryError                                  4xx to the caller, nothing stored
     │   ├── SignatureError                             400
     │   ├── PayloadError                               400
+    │   ├── UnauthorizedError                          401 (the webhook's Basic auth)
     │   └── PayloadTooLargeError                       413
     ├── UnknownConnectionError                         404
     ├── StoreError
@@ -55,6 +56,12 @@ class SignatureError(DeliveryError):
 
 class PayloadError(DeliveryError):
     """The body is not a well-formed event."""
+
+
+class UnauthorizedError(DeliveryError):
+    """The delivery's credentials (HTTP Basic auth) are missing or wrong."""
+
+    status_code = 401
 
 
 class PayloadTooLargeError(DeliveryError):

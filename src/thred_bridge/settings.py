@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, alias="BRIDGE_ADMIN_TOKEN")
     stripe_api_base: str = Field("https://api.stripe.com", alias="BRIDGE_STRIPE_API_BASE")
     mollie_api_base: str = Field("https://api.mollie.com", alias="BRIDGE_MOLLIE_API_BASE")
+    mollie_settlement_poll_seconds: float = Field(900.0, ge=0, alias="BRIDGE_MOLLIE_SETTLEMENT_POLL_SECONDS")
     adyen_report_hosts: str = Field(ADYEN_REPORT_HOSTS, alias="BRIDGE_ADYEN_REPORT_HOSTS")
     workers: int = Field(1, ge=0, le=64, alias="BRIDGE_WORKERS")
     env: Literal["development", "production"] = Field("development", alias="BRIDGE_ENV")

@@ -11,7 +11,7 @@ from aiolimiter import AsyncLimiter
 
 from thred_bridge.domain.queue import Connection, HistoryPage, Notice
 from thred_bridge.errors import ProcessorUnavailableError
-from thred_bridge.service.backfill import Backfill, slices
+from thred_bridge.service.backfill import Backfill, parts_for, slices
 from thred_bridge.store.sql import SqlStore
 
 pytestmark = pytest.mark.anyio
@@ -121,3 +121,22 @@ async def test_endless_outage_gives_up(store: SqlStore) -> None:
         await backfill.run(CONN, SINCE, UNTIL, parts=1)
     assert caught.group_contains(ProcessorUnavailableError)
     assert timedelta(0) < UNTIL - SINCE
+
+
+class UnslicedHistory(PagedHistory):
+    """A list with no date filter (Mollie): every slice would page from the newest, so it asks for none."""
+
+    history_sliceable = False
+
+
+async def test_a_source_without_a_date_filter_gets_one_slice_per_kind(store: SqlStore) -> None:
+    await _add_connection(store)
+    assert parts_for(PagedHistory(1), 8) == 8
+    assert parts_for(UnslicedHistory(1), 8) == 1
+    source = UnslicedHistory(40, size=7)
+    progress = await Backfill(store, source, lambda: UNTIL, AsyncLimiter(1000, 1), parallel=4).run(
+        CONN, SINCE, UNTIL, parts=8
+    )
+    assert progress.slices_done == progress.slices == 2  # charges, refunds: one each, whatever `parts` says
+    assert progress.seen == progress.stored == 80
+    assert source.calls == 2 * 6  # ceil(40 / 7) pages per kind, each read once

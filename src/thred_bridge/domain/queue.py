@@ -107,3 +107,4 @@ class ConnectionStatus:
     oldest_waiting_at: datetime | None
     failures: Sequence[tuple[str, str, str]]  # (event id, event type, last error)
     unrouted: int = 0  # Connect events for an account no connection maps yet
+    notes: Sequence[str] = ()  # what the processor says about the connection (e.g. why payouts are off)

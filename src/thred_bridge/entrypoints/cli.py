@@ -57,6 +57,31 @@ def _parser() -> argparse.ArgumentParser:
     stripe.add_argument("--webhook-secret", action="append", required=True, help="whsec_…; repeat during rotation")
     stripe.add_argument("--account", default=None, help="connected account acct_… (Stripe Connect)")
     stripe.add_argument("--label", default=None)
+    adyen = asub.add_parser("adyen", help="an Adyen merchant account (Standard webhook, settlement reports)")
+    adyen.add_argument("--json", action="store_true")
+    adyen.add_argument("--business-id", required=True, help="the Thred business that books this account")
+    adyen.add_argument("--merchant-account", required=True, help="the Adyen merchant account code")
+    adyen.add_argument("--hmac-key", action="append", required=True, help="the webhook's hex HMAC key; repeat")
+    adyen.add_argument("--report-user", default=None, help="report user (report@Company.…) for settlement reports")
+    adyen.add_argument("--report-password", default=None)
+    adyen.add_argument("--webhook-user", default=None, help="the Basic auth username set on the Adyen webhook")
+    adyen.add_argument("--webhook-password", default=None)
+    adyen.add_argument(
+        "--capture", choices=("delayed", "immediate"), default="delayed",
+        help="delayed (default): a CAPTURE webhook books the payment; immediate: a successful AUTHORISATION does",
+    )  # fmt: skip
+    adyen.add_argument("--label", default=None)
+    mollie = asub.add_parser("mollie", help="a Mollie website profile (classic or next-gen webhooks, settlements)")
+    mollie.add_argument("--json", action="store_true")
+    mollie.add_argument("--business-id", required=True, help="the Thred business that books this profile")
+    mollie.add_argument("--api-key", required=True, help="the profile API key (live_… / test_…)")
+    mollie.add_argument(
+        "--webhook-secret", action="append", default=[], help="next-gen webhook signing secret; repeat during rotation"
+    )
+    mollie.add_argument(
+        "--organization-token", default=None, help="organization access token (access_…): turns on settlements"
+    )
+    mollie.add_argument("--label", default=None)
     for action in ("list",):
         p = csub.add_parser(action, help="list connections")
         p.add_argument("--json", action="store_true")
@@ -68,13 +93,17 @@ def _parser() -> argparse.ArgumentParser:
 
     status = command("status", "per connection: events received, synced, waiting, failed")
     status.add_argument("id", nargs="?")
-    backfill = command("backfill", "import history (charges, refunds, disputes, payouts): resumable, rate-limited")
+    backfill = command("backfill", "import history (payments, refunds, disputes, payouts): resumable, rate-limited")
     backfill.add_argument("id")
-    backfill.add_argument("--since", type=_date, required=True, help="YYYY-MM-DD")
+    backfill.add_argument("--since", type=_date, default=None, help="YYYY-MM-DD (Stripe, Mollie: required)")
     backfill.add_argument("--until", type=_date, default=None, help="YYYY-MM-DD, exclusive (default: now)")
     backfill.add_argument("--rate", type=float, default=25.0, help="API requests per second (default 25)")
-    backfill.add_argument("--parallel", type=int, default=4, help="time slices fetched side by side")
+    backfill.add_argument("--parallel", type=int, default=4, help="time slices fetched side by side (Stripe)")
     backfill.add_argument("--wait", action="store_true", help="also sync everything before exiting")
+    backfill.add_argument("--batches", default=None, help="Adyen: settlement batches FIRST-LAST (e.g. 120-140)")
+    backfill.add_argument(
+        "--report-base", default=None, help="Adyen: where reports are downloaded from (default: the live Customer Area)"
+    )
     reconcile = command("reconcile", "per processor payout, what the processor settled against what Thred holds")
     reconcile.add_argument("id")
     reconcile.add_argument("--since", type=_date, default=None, help="YYYY-MM-DD (default: 30 days ago)")

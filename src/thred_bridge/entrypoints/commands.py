@@ -161,6 +161,10 @@ async def _connections(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _add(args: argparse.Namespace, settings: Settings, bridge: Bridge) -> int:
+    if args.processor == "adyen":
+        return await _add_adyen(args, settings, bridge)
+    if args.processor == "mollie":
+        return await _add_mollie(args, settings, bridge)
     if args.processor != "stripe":
         raise ConfigError(f"connections add {args.processor} is not available in this release")
     if not args.api_key.startswith(("sk_", "rk_")):
@@ -185,6 +189,79 @@ async def _add(args: argparse.Namespace, settings: Settings, bridge: Bridge) -> 
     else:
         out.print(f"connection {connection.id}\nwebhook URL: {url}")
         out.print("Add this URL as a Stripe webhook endpoint (events: charge.succeeded, payment_intent.succeeded).")
+    return 0
+
+
+async def _add_adyen(args: argparse.Namespace, settings: Settings, bridge: Bridge) -> int:
+    import re
+
+    if any(not re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", key.strip()) for key in args.hmac_key):
+        raise ConfigError("--hmac-key must be the hex HMAC key shown in Adyen's Customer Area (e.g. 64 hex digits)")
+    credentials: dict[str, str] = {"capture": args.capture}
+    for user_flag, password_flag, prefix in (("report_user", "report_password", "report"),
+                                             ("webhook_user", "webhook_password", "webhook")):  # fmt: skip
+        user, password = getattr(args, user_flag), getattr(args, password_flag)
+        if bool(user) != bool(password):
+            raise ConfigError(f"--{prefix}-user and --{prefix}-password go together")
+        if user:
+            credentials[f"{prefix}_user"], credentials[f"{prefix}_password"] = user, password
+    connection = await bridge.connections.add(
+        NewConnection(
+            processor="adyen",
+            business_id=args.business_id,
+            credentials=credentials,
+            webhook_secrets=tuple(key.strip() for key in args.hmac_key),
+            account=args.merchant_account.strip(),
+            label=args.label,
+        )
+    )
+    url = webhook_url(settings, connection)
+    if args.json:
+        _print_json({"id": connection.id, "webhook_url": url})
+    else:
+        out.print(f"connection {connection.id}\nwebhook URL: {url}")
+        out.print(
+            "In Adyen's Customer Area add a Standard webhook with this URL (JSON, HMAC key as given"
+            + (", Basic auth as given" if "webhook_user" in credentials else "")
+            + ") and turn on the settlement details report."
+        )
+    return 0
+
+
+async def _add_mollie(args: argparse.Namespace, settings: Settings, bridge: Bridge) -> int:
+    import re
+
+    if not re.fullmatch(r"(live|test)_\w+", args.api_key.strip()):
+        raise ConfigError("--api-key must be a Mollie profile API key (live_… or test_…)")
+    token = args.organization_token.strip() if args.organization_token else None
+    if token is not None and not re.fullmatch(r"access_\w+", token):
+        raise ConfigError("--organization-token must be a Mollie organization access token (access_…)")
+    if any(not s.strip() for s in args.webhook_secret):
+        raise ConfigError("--webhook-secret must not be empty")
+    credentials = {"api_key": args.api_key.strip()}
+    if token is not None:
+        credentials["organization_token"] = token
+    connection = await bridge.connections.add(
+        NewConnection(
+            processor="mollie",
+            business_id=args.business_id,
+            credentials=credentials,
+            webhook_secrets=tuple(s.strip() for s in args.webhook_secret),
+            label=args.label,
+        )
+    )
+    url = webhook_url(settings, connection)
+    if args.json:
+        _print_json({"id": connection.id, "webhook_url": url})
+    else:
+        out.print(f"connection {connection.id}\nwebhook URL: {url}")
+        out.print(
+            "Use this URL as the webhookUrl of your Mollie payments (classic webhooks)"
+            + (", and for a next-gen webhook subscription signed with the secret given" if args.webhook_secret else "")
+            + "."
+        )
+        if token is None:
+            out.print("No organization token: payments, refunds and chargebacks sync, settlements (payouts) do not.")
     return 0
 
 
@@ -215,6 +292,8 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
             table.add_row(r["connection_id"], r["processor"], *counts, "" if age is None else f"{age:.0f} s")
         out.print(table)
         for r in rows:
+            for note in r["notes"]:
+                out.print(f"[yellow]note[/yellow] {r['connection_id']}: {note}", markup=True)
             for failure in r["failures"]:
                 what = f"{r['connection_id']} {failure['event_id']} ({failure['type']})"
                 out.print(f"[red]failed[/red] {what}: {failure['error']}", markup=True)
@@ -235,6 +314,7 @@ def _status_row(s: ConnectionStatus, now: Any) -> dict[str, Any]:
         "records": {"sent": s.records_sent, "waiting": s.records_waiting, "failed": s.records_failed},
         "oldest_waiting_seconds": age_seconds(s.oldest_waiting_at, now),
         "failures": [{"event_id": e, "type": t, "error": m} for e, t, m in s.failures],
+        "notes": list(s.notes),
     }
 
 
@@ -325,6 +405,18 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from thred_bridge.entrypoints.progress import run_backfill
 
     configure_logging(settings.log_level)
+    if args.batches is not None:
+        from thred_bridge.entrypoints.progress import run_report_backfill
+        from thred_bridge.processors.adyen.history import LIVE_REPORT_BASE, batch_range
+
+        batches = batch_range(args.batches)
+        result = run(run_report_backfill(settings, args.id, batches, args.report_base or LIVE_REPORT_BASE,
+                                         wait=args.wait, quiet=args.json))  # fmt: skip
+        if args.json:
+            _print_json(result)
+        return 0
+    if args.since is None:
+        raise ConfigError("backfill needs --since YYYY-MM-DD (or, for Adyen, --batches FIRST-LAST)")
     until = args.until or utc_now()
     if until <= args.since:
         raise ConfigError("--until must be after --since")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from aiolimiter import AsyncLimiter
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from thred_bridge.bootstrap import open_bridge, utc_now
+from thred_bridge.domain.queue import Connection, Notice
 from thred_bridge.errors import ConfigError
 from thred_bridge.service.backfill import Backfill, HistorySource
 from thred_bridge.service.backfill import Progress as BackfillProgress
@@ -35,7 +37,8 @@ async def run_backfill(
         connection = await bridge.connections.get(connection_id)
         source = bridge.processors[connection.processor]
         if not hasattr(source, "history_page"):
-            raise ConfigError(f"backfill is not available for {connection.processor} connections yet")
+            hint = ": give --batches FIRST-LAST" if isinstance(source, ReportHistory) else " yet"
+            raise ConfigError(f"backfill by date is not available for {connection.processor} connections{hint}")
         history: HistorySource = source  # type: ignore[assignment]
         started = time.monotonic()
         with Progress(
@@ -88,6 +91,52 @@ async def run_backfill(
         f"{progress.requests} API requests in {elapsed:.1f} s"
     )
     return result
+
+
+async def run_report_backfill(
+    settings: Settings, connection_id: str, batches: range, base: str, *, wait: bool, quiet: bool
+) -> dict[str, Any]:
+    """Adyen: the REPORT_AVAILABLE item of each past batch into the inbox (a batch already there, live or
+    from an earlier run, is not stored again); the worker downloads and books each report. With ``wait``,
+    run the worker here until everything is synced."""
+    console = Console(stderr=True, quiet=quiet)
+    started = time.monotonic()
+    async with open_bridge(settings, with_thred=wait) as bridge:
+        connection = await bridge.connections.get(connection_id)
+        source = bridge.processors[connection.processor]
+        if not isinstance(source, ReportHistory):
+            raise ConfigError(f"--batches is for Adyen connections; {connection.id} is {connection.processor}")
+        notices = source.report_notices(connection, batches, base, utc_now())
+        stored = await bridge.inbox.add(connection.id, connection.processor, notices)
+        console.print(f"backfill: {len(notices)} settlement reports, {stored} new in the inbox")
+        synced = None
+        if wait:
+            stop = asyncio.Event()
+            worker_task = asyncio.create_task(bridge.worker().run(stop))
+            try:
+                synced = await _wait_synced(bridge.connections, connection, console)
+            finally:
+                stop.set()
+                await worker_task
+    result: dict[str, Any] = {
+        "id": connection.id,
+        "batches": [batches.start, batches.stop - 1],
+        "seen": len(notices),
+        "stored": stored,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    if synced is not None:
+        result["synced"] = synced
+    return result
+
+
+@runtime_checkable
+class ReportHistory(Protocol):
+    """A processor whose history is reports by batch number (Adyen), not lists by date."""
+
+    def report_notices(
+        self, connection: Connection, batches: Sequence[int], base: str, now: datetime
+    ) -> list[Notice]: ...
 
 
 async def _wait_synced(connections: Any, connection: Any, console: Console) -> dict[str, int]:

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from thred_bridge.bootstrap import Bridge, utc_now
 from thred_bridge.errors import DeliveryError, PayloadTooLargeError, UnknownConnectionError
+from thred_bridge.processors.base import Acknowledges
 from thred_bridge.store import schema
 
 log = structlog.get_logger("thred_bridge.web")
@@ -66,7 +67,10 @@ def create_app(bridge: Bridge) -> Starlette:
         except DeliveryError as exc:
             metrics.deliveries.labels(name, "refused").inc()
             log.info("webhook.refused", processor=name, connection=connection_id, reason=exc.message)
-            return _refuse(exc.status_code, exc.message)
+            refused = _refuse(exc.status_code, exc.message)
+            if exc.status_code == 401:
+                refused.headers["WWW-Authenticate"] = 'Basic realm="thred-bridge"'
+            return refused
         try:
             new = await bridge.inbox.add(connection.id, name, notices)
         except Exception:
@@ -77,6 +81,9 @@ def create_app(bridge: Bridge) -> Starlette:
         metrics.deliveries.labels(name, outcome).inc()
         metrics.events_stored.labels(name).inc(new)
         metrics.ingest_seconds.labels(name).observe(time.perf_counter() - started)
+        if isinstance(processor, Acknowledges):  # a body the processor's protocol prescribes (Adyen)
+            ack = processor.acknowledge(len(notices), new)
+            return Response(ack.body, media_type=ack.media_type)
         return JSONResponse({"received": len(notices), "stored": new})
 
     async def healthz(_request: Request) -> Response:

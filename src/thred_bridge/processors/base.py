@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from thred_bridge.domain.movements import Movement
 from thred_bridge.domain.queue import ClaimedEvent, Connection, Notice
@@ -27,3 +28,27 @@ class Processor(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """The 200 answer's body for a stored delivery, when a processor prescribes one."""
+
+    body: bytes
+    media_type: str = "text/plain"
+
+
+@runtime_checkable
+class Acknowledges(Protocol):
+    """Optional, beside :class:`Processor`: a processor whose protocol fixes the success body (Adyen's
+    ``[accepted]``). Without it the web layer answers ``{"received": n, "stored": m}``."""
+
+    def acknowledge(self, received: int, stored: int) -> Acknowledgement: ...
+
+
+@runtime_checkable
+class Notes(Protocol):
+    """Optional, beside :class:`Processor`: what ``status`` should say about a connection beyond its counts
+    (Mollie: payouts are off without an organization token)."""
+
+    def notes(self, connection: Connection) -> Sequence[str]: ...

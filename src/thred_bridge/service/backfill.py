@@ -27,7 +27,11 @@ log = structlog.get_logger("thred_bridge.backfill")
 
 
 class HistorySource(Protocol):
-    """A processor that can list its history page by page."""
+    """A processor that can list its history page by page.
+
+    Optionally it sets ``history_sliceable = False`` when its lists cannot be filtered by date (Mollie: newest
+    first, no date filter, so every time slice would page from the newest again): each kind is then one
+    slice over the whole range, whatever ``parts`` the caller asks for (:func:`parts_for`)."""
 
     history_kinds: Sequence[str]
 
@@ -71,6 +75,11 @@ def _stamp(at: datetime) -> str:
     return at.strftime("%Y%m%dT%H%M%SZ")
 
 
+def parts_for(source: object, parts: int) -> int:
+    """``parts`` for a source that lists by date; 1 for one that declares ``history_sliceable = False``."""
+    return parts if getattr(source, "history_sliceable", True) else 1
+
+
 def slices(kinds: Sequence[str], since: datetime, until: datetime, *, parts: int) -> list[Slice]:
     """Each kind's range cut into ``parts`` equal time slices (at least one second each)."""
     if until <= since:
@@ -110,7 +119,7 @@ class Backfill:
         self.progress = Progress()
 
     async def run(self, connection: Connection, since: datetime, until: datetime, *, parts: int = 8) -> Progress:
-        todo = slices(self._source.history_kinds, since, until, parts=parts)
+        todo = slices(self._source.history_kinds, since, until, parts=parts_for(self._source, parts))
         self.progress.slices = len(todo)
         queue: asyncio.Queue[Slice] = asyncio.Queue()
         for piece in todo:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,7 +35,16 @@ class NewConnection:
 class Connections:
     """Reads and writes connections; decrypts secrets only in memory."""
 
-    def __init__(self, store: Store, vault: Secrets, clock: Clock, *, cache_ttl: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        vault: Secrets,
+        clock: Clock,
+        *,
+        cache_ttl: float = 2.0,
+        notes: Callable[[Connection], Sequence[str]] | None = None,
+    ) -> None:
+        self._notes = notes
         self._store = store
         self._vault = vault
         self._clock = clock
@@ -140,6 +149,7 @@ class Connections:
             oldest_waiting_at=oldest,
             failures=failures,
             unrouted=ev.get("unrouted", 0),
+            notes=tuple(self._notes(connection)) if self._notes is not None else (),
         )
 
     async def replay(self, connection_id: str, *, event_id: str | None, failed_only: bool) -> int:

@@ -1,13 +1,16 @@
 """The worker: two loops (process events, dispatch records), each running up to ``concurrency`` items
 at once as asyncio tasks. Idle loops sleep until woken (in-process ingest) or the poll interval passes
-(deliveries stored by other processes).
+(deliveries stored by other processes). Beside them, when given, a scheduled poll (``Scheduled``: e.g.
+Mollie's settlements) runs every ``every`` seconds, the first one an interval after the start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
@@ -97,8 +100,32 @@ class _Loop(Generic[T]):
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """Something to run every ``every`` seconds (> 0), each wait stretched by up to ``jitter`` of it, so that
+    several workers started together do not all ask at once."""
+
+    name: str
+    every: float
+    run: Callable[[], Awaitable[object]]
+    jitter: float = 0.1
+
+    async def loop(self, stop: asyncio.Event) -> None:
+        while True:
+            delay = self.every * (1 + self.jitter * random.random())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return
+            try:
+                await self.run()
+            except Exception:  # the database blinked: say so, try again at the next tick
+                log.exception("worker.scheduled_failed", task=self.name)
+
+
 class Worker:
-    """Runs the process and dispatch loops until ``stop`` is set, then finishes what it holds."""
+    """Runs the process and dispatch loops (and the scheduled polls) until ``stop`` is set, then finishes
+    what it holds."""
 
     def __init__(
         self,
@@ -110,8 +137,10 @@ class Worker:
         events_ready: Signal | None = None,
         records_ready: Signal | None = None,
         on_processed: Callable[[str], None] = lambda _outcome: None,
+        scheduled: Sequence[Scheduled] = (),
     ) -> None:
         self._on_processed = on_processed
+        self.scheduled = [s for s in scheduled if s.every > 0]
         self.events_ready = events_ready or Signal()
         self.records_ready = records_ready or Signal()
         self.process_loop = _Loop(
@@ -133,4 +162,6 @@ class Worker:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.process_loop.run(stop))
             group.create_task(self.dispatch_loop.run(stop))
+            for task in self.scheduled:
+                group.create_task(task.loop(stop))
         log.info("worker.stopped")

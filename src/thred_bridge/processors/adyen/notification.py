@@ -352,6 +352,12 @@ def _label(item: Mapping[str, Any], field: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def stored_body(item: NotificationItem) -> bytes:
+    """One item as stored: an Adyen body holding just it, exactly as received (its signature too)."""
+    live = "true" if item.live else "false"
+    return orjson.dumps({"live": live, "notificationItems": [{"NotificationRequestItem": dict(item.raw)}]})
+
+
 def verify_notification(body: bytes, hmac_keys: Sequence[str], merchant_account: str) -> VerifiedBatch:
     """Verify EVERY item of a Standard-webhook body and split them: valid items, refused items with reasons.
 

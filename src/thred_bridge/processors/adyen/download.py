@@ -1,0 +1,155 @@
+"""Download a settlement details report named by a REPORT_AVAILABLE webhook: only from allowed hosts,
+with the connection's report credentials, streamed to a spooled temporary file under a size limit.
+
+The URL comes from a webhook body, so it is checked before any request: the scheme (https, or http to a
+loopback address), and the host and port against BRIDGE_ADYEN_REPORT_HOSTS. Redirects are not followed
+(a redirect could leave the allowlist). Failures: a 5xx, a 429, a timeout or a broken connection is
+transient (ProcessorUnavailableError: the worker retries with backoff); a refused URL, 401, 403, 404,
+any other answer, or a file over the limit is permanent (ProcessorError, with the reason).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import IO
+from urllib.parse import urlsplit
+
+import httpx
+
+from thred_bridge.errors import ConfigError, ProcessorError, ProcessorUnavailableError
+
+DEFAULT_REPORT_HOSTS = "ca-live.adyen.com,ca-test.adyen.com"
+DEFAULT_MAX_REPORT_BYTES = 512 * 1024 * 1024
+_DEFAULT_PORT = {"https": 443, "http": 80}
+_SPOOL_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReportHosts:
+    """The allowlist: ``host`` (its scheme's default port) or ``host:port``, case-insensitive."""
+
+    entries: frozenset[tuple[str, int | None]]
+
+    @classmethod
+    def parse(cls, text: str) -> ReportHosts:
+        entries: set[tuple[str, int | None]] = set()
+        for raw in text.split(","):
+            entry = raw.strip().lower()
+            if not entry:
+                continue
+            if "/" in entry or "@" in entry:
+                raise ConfigError(f"BRIDGE_ADYEN_REPORT_HOSTS: {raw.strip()!r} is not host or host:port")
+            host, sep, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+            if sep and not port.isdigit():
+                raise ConfigError(f"BRIDGE_ADYEN_REPORT_HOSTS: {raw.strip()!r} has no numeric port")
+            entries.add((host if sep else entry, int(port) if sep else None))
+        return cls(frozenset(entries))
+
+    def describe(self) -> str:
+        return ", ".join(sorted(h if p is None else f"{h}:{p}" for h, p in self.entries)) or "(empty)"
+
+    def allows(self, host: str, port: int, scheme: str) -> bool:
+        return (host, port) in self.entries or (port == _DEFAULT_PORT[scheme] and (host, None) in self.entries)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_url(url: str | None, hosts: ReportHosts) -> str:
+    """``url`` if the bridge may download from it; else ProcessorError saying why (permanent)."""
+    if not url:
+        raise ProcessorError("the REPORT_AVAILABLE item carries no download URL in its reason")
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORT or not host:
+        raise ProcessorError(f"report URL refused: {url!r} is not an http(s) URL")
+    if scheme == "http" and not _loopback(host):
+        raise ProcessorError(f"report URL refused: {url!r} is not https")
+    if parts.username or parts.password:
+        raise ProcessorError("report URL refused: it carries credentials")
+    try:
+        port = parts.port or _DEFAULT_PORT[scheme]
+    except ValueError as exc:
+        raise ProcessorError(f"report URL refused: {url!r} has a bad port") from exc
+    if not hosts.allows(host, port, scheme):
+        shown = host if port == _DEFAULT_PORT[scheme] else f"{host}:{port}"
+        raise ProcessorError(
+            f"report URL refused: host {shown} is not in BRIDGE_ADYEN_REPORT_HOSTS ({hosts.describe()})"
+        )
+    return url.strip()
+
+
+def report_auth(credentials: Mapping[str, str]) -> tuple[httpx.Auth | None, dict[str, str]]:
+    """The connection's report credentials: Basic auth (report user) or an ``X-API-Key`` header."""
+    user, password = credentials.get("report_user"), credentials.get("report_password")
+    if user and password:
+        return httpx.BasicAuth(user, password), {}
+    key = credentials.get("report_api_key")
+    if key:
+        return None, {"X-API-Key": key}
+    raise ProcessorError(
+        "this Adyen connection has no report credentials: add it again with --report-user and --report-password"
+    )
+
+
+_PERMANENT = {
+    401: "the report user's credentials were refused (401)",
+    403: "the report user may not download this report (403: needs the Merchant Report Download role)",
+    404: "the report does not exist (404)",
+}
+
+
+async def download_report(
+    client: httpx.AsyncClient,
+    url: str,
+    credentials: Mapping[str, str],
+    *,
+    max_bytes: int = DEFAULT_MAX_REPORT_BYTES,
+) -> IO[bytes]:
+    """GET ``url`` (already :func:`checked_url`) into a spooled temporary file, rewound. The caller closes it."""
+    auth, headers = report_auth(credentials)
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - returned open
+    try:
+        async with client.stream("GET", url, auth=auth, headers=headers, follow_redirects=False) as answer:
+            status = answer.status_code
+            if status >= 500 or status == 429:
+                raise ProcessorUnavailableError(f"report download: {url} answered {status}", status)
+            if status != 200:
+                reason = _PERMANENT.get(status, f"unexpected answer {status}")
+                raise ProcessorError(f"report download from {url} failed: {reason}", status)
+            declared = answer.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise ProcessorError(f"report download: {declared} bytes is over the {max_bytes}-byte limit")
+            size = 0
+            async for chunk in answer.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ProcessorError(f"report download: the file is over the {max_bytes}-byte limit")
+                spool.write(chunk)
+    except httpx.TimeoutException as exc:
+        spool.close()
+        raise ProcessorUnavailableError(f"report download from {url} timed out") from exc
+    except httpx.TransportError as exc:
+        spool.close()
+        raise ProcessorUnavailableError(f"report download from {url} failed: {type(exc).__name__}: {exc}") from exc
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
+
+
+def text_lines(spool: IO[bytes]) -> Iterable[str]:
+    """The downloaded file as text lines (UTF-8, BOM dropped, line endings kept for the CSV reader)."""
+    import io
+
+    return io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
