@@ -11,11 +11,12 @@ runs the bridge with one Adyen connection whose report host is in BRIDGE_ADYEN_R
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,28 +56,23 @@ def stripe_delivery(event: Mapping[str, Any], secret: str, *, timestamp: int | N
     return Delivery(body, {"Content-Type": "application/json", "Stripe-Signature": sign_header(body, secret, t)})
 
 
-@dataclass
-class Harness:
-    """A running bridge with one Stripe connection, its Stripe world and its Thred sandbox."""
+@dataclass(kw_only=True)
+class Running:
+    """A running bridge with one connection and its Thred sandbox: what every processor's harness shares."""
 
     bridge: Bridge
     url: str
     connection: Connection
-    secret: str
-    world: StripeWorld
     thred_url: str
     business_id: str
     http: httpx.AsyncClient
 
     @property
     def webhook_url(self) -> str:
-        return f"{self.url}/webhooks/stripe/{self.connection.id}"
+        return f"{self.url}/webhooks/{self.connection.processor}/{self.connection.id}"
 
     async def post(self, delivery: Delivery, *, url: str | None = None) -> httpx.Response:
         return await self.http.post(url or self.webhook_url, content=delivery.body, headers=delivery.headers)
-
-    async def deliver(self, event: Mapping[str, Any]) -> httpx.Response:
-        return await self.post(stripe_delivery(event, self.secret))
 
     async def status(self) -> ConnectionStatus:
         return await self.bridge.connections.status(self.connection)
@@ -95,7 +91,7 @@ class Harness:
     async def _nudge(self) -> None:
         self.bridge.events_ready.set()
         self.bridge.records_ready.set()
-        await _sleep(0.05)
+        await asyncio.sleep(0.05)
 
     async def books(self) -> dict[str, Any]:
         """The sandbox's records of this connection's business."""
@@ -110,10 +106,57 @@ class Harness:
         (await self.http.post(f"{self.thred_url}/_sandbox/faults", json=body)).raise_for_status()
 
 
-async def _sleep(seconds: float) -> None:
-    import asyncio
+@dataclass(kw_only=True)
+class Harness(Running):
+    """A running bridge with one Stripe connection, its Stripe world and its Thred sandbox."""
 
-    await asyncio.sleep(seconds)
+    secret: str
+    world: StripeWorld
+
+    async def deliver(self, event: Mapping[str, Any]) -> httpx.Response:
+        return await self.post(stripe_delivery(event, self.secret))
+
+
+def _settings(
+    database_url: str, thred_url: str, extra: Mapping[str, Any], settings: Mapping[str, Any] | None
+) -> Settings:
+    return Settings.model_validate(
+        {
+            "BRIDGE_DATABASE_URL": database_url,
+            "THRED_API_URL": thred_url,
+            "THRED_PARTNER_ID": PARTNER[0],
+            "THRED_API_KEY": PARTNER[1],
+            "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
+            **extra,
+            **(settings or {}),
+        }
+    )
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    config: Settings, thred_url: str, new: Callable[[str], NewConnection], *, worker: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """Open the bridge, add the connection ``new(business_id)`` makes, serve the web app, and run a worker
+    (``worker``); yields the :class:`Running` fields."""
+    async with open_bridge(config) as running, contextlib.AsyncExitStack() as stack:
+        business_id = str(uuid.uuid4())
+        connection = await running.connections.add(new(business_id))
+        url = await stack.enter_async_context(serve_in_background(create_app(running)))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        if worker:
+            stop = asyncio.Event()
+            task = asyncio.create_task(running.worker(poll=0.1).run(stop))
+
+            async def _stop() -> None:
+                stop.set()
+                await task
+
+            stack.push_async_callback(_stop)
+        yield {
+            "bridge": running, "url": url, "connection": connection, "thred_url": thred_url,
+            "business_id": business_id, "http": http,
+        }  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -127,39 +170,13 @@ async def bridge(
         serve_in_background(create_stripe(world, api_key=STRIPE_KEY)) as stripe_url,
         serve_in_background(create_sandbox(partners=dict([PARTNER]))) as thred_url,
     ):
-        config = Settings.model_validate(
-            {
-                "BRIDGE_DATABASE_URL": database_url,
-                "THRED_API_URL": thred_url,
-                "THRED_PARTNER_ID": PARTNER[0],
-                "THRED_API_KEY": PARTNER[1],
-                "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
-                "BRIDGE_STRIPE_API_BASE": stripe_url,
-                **(settings or {}),
-            }
-        )
-        async with open_bridge(config) as running:
-            business_id = str(uuid.uuid4())
-            connection = await running.connections.add(
-                NewConnection("stripe", business_id, {"api_key": STRIPE_KEY}, (secret,))
-            )
-            stop = None
-            async with contextlib.AsyncExitStack() as stack:
-                url = await stack.enter_async_context(serve_in_background(create_app(running)))
-                http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-                if worker:
-                    import asyncio
+        config = _settings(database_url, thred_url, {"BRIDGE_STRIPE_API_BASE": stripe_url}, settings)
 
-                    stop = asyncio.Event()
-                    task = asyncio.create_task(running.worker(poll=0.1).run(stop))
+        def new(business_id: str) -> NewConnection:
+            return NewConnection("stripe", business_id, {"api_key": STRIPE_KEY}, (secret,))
 
-                    async def _stop() -> None:
-                        assert stop is not None
-                        stop.set()
-                        await task
-
-                    stack.push_async_callback(_stop)
-                yield Harness(running, url, connection, secret, world, thred_url, business_id, http)
+        async with _running(config, thred_url, new, worker=worker) as fields:
+            yield Harness(**fields, secret=secret, world=world)
 
 
 # --- Adyen ------------------------------------------------------------------------------------------------
@@ -251,33 +268,20 @@ async def report_host(
         yield ReportHost(url, files)
 
 
-@dataclass
-class AdyenHarness:
+@dataclass(kw_only=True)
+class AdyenHarness(Running):
     """A running bridge with one Adyen connection, its report host and its Thred sandbox."""
 
-    bridge: Bridge
-    url: str
-    connection: Connection
     hmac_key: str
     merchant_account: str
     reports: ReportHost
-    thred_url: str
-    business_id: str
-    http: httpx.AsyncClient
     webhook_auth: tuple[str, str] | None
-
-    @property
-    def webhook_url(self) -> str:
-        return f"{self.url}/webhooks/adyen/{self.connection.id}"
 
     def item(self, event_code: str, psp_reference: str, **fields: Any) -> dict[str, Any]:
         """:func:`adyen_item` for this connection's merchant account, signed with its key."""
         fields.setdefault("merchant_account", self.merchant_account)
         fields.setdefault("hmac_key", self.hmac_key)
         return adyen_item(event_code, psp_reference, **fields)
-
-    async def post(self, delivery: Delivery, *, url: str | None = None) -> httpx.Response:
-        return await self.http.post(url or self.webhook_url, content=delivery.body, headers=delivery.headers)
 
     async def deliver(self, *items: dict[str, Any]) -> httpx.Response:
         """POST one batch of items with the connection's Basic auth."""
@@ -287,29 +291,6 @@ class AdyenHarness:
         """Serve ``content`` as report ``name`` and deliver its REPORT_AVAILABLE (``url`` overrides the link)."""
         link = self.reports.put(name, content, merchant_account=self.merchant_account)
         return await self.deliver(self.item("REPORT_AVAILABLE", name, value=0, reason=url or link))
-
-    async def status(self) -> ConnectionStatus:
-        return await self.bridge.connections.status(self.connection)
-
-    async def drain(self, timeout: float = 30.0) -> ConnectionStatus:
-        """Wait until nothing is waiting (events or records); raise if that takes over ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = await self.status()
-            if status.waiting == 0 and status.records_waiting == 0:
-                return status
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"still waiting after {timeout} s: {status}")
-            self.bridge.events_ready.set()
-            self.bridge.records_ready.set()
-            await _sleep(0.05)
-
-    async def books(self) -> dict[str, Any]:
-        """The sandbox's records of this connection's business."""
-        answer = await self.http.get(f"{self.thred_url}/_sandbox/state")
-        answer.raise_for_status()
-        state: dict[str, Any] = answer.json()["businesses"].get(self.business_id, {})
-        return state
 
 
 @contextlib.asynccontextmanager
@@ -329,43 +310,20 @@ async def adyen_bridge(
         report_host() as reports,
         serve_in_background(create_sandbox(partners=dict([PARTNER]))) as thred_url,
     ):
-        config = Settings.model_validate(
-            {
-                "BRIDGE_DATABASE_URL": database_url,
-                "THRED_API_URL": thred_url,
-                "THRED_PARTNER_ID": PARTNER[0],
-                "THRED_API_KEY": PARTNER[1],
-                "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
-                "BRIDGE_ADYEN_REPORT_HOSTS": reports.host,
-                **(settings or {}),
-            }
-        )
+        config = _settings(database_url, thred_url, {"BRIDGE_ADYEN_REPORT_HOSTS": reports.host}, settings)
         credentials = {"capture": capture}
         if webhook_auth is not None:
             credentials |= {"webhook_user": webhook_auth[0], "webhook_password": webhook_auth[1]}
         if report_user is not None:
             credentials |= {"report_user": report_user[0], "report_password": report_user[1]}
-        async with open_bridge(config) as running, contextlib.AsyncExitStack() as stack:
-            business_id = str(uuid.uuid4())
-            connection = await running.connections.add(
-                NewConnection("adyen", business_id, credentials, (ADYEN_HMAC_KEY,), account=ADYEN_MERCHANT)
-            )
-            url = await stack.enter_async_context(serve_in_background(create_app(running)))
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-            if worker:
-                import asyncio
 
-                stop = asyncio.Event()
-                task = asyncio.create_task(running.worker(poll=0.1).run(stop))
+        def new(business_id: str) -> NewConnection:
+            return NewConnection("adyen", business_id, credentials, (ADYEN_HMAC_KEY,), account=ADYEN_MERCHANT)
 
-                async def _stop() -> None:
-                    stop.set()
-                    await task
-
-                stack.push_async_callback(_stop)
+        async with _running(config, thred_url, new, worker=worker) as fields:
             yield AdyenHarness(
-                running, url, connection, ADYEN_HMAC_KEY, ADYEN_MERCHANT, reports, thred_url, business_id, http,
-                webhook_auth,
+                **fields, hmac_key=ADYEN_HMAC_KEY, merchant_account=ADYEN_MERCHANT, reports=reports,
+                webhook_auth=webhook_auth,
             )  # fmt: skip
 
 
@@ -387,26 +345,13 @@ def mollie_event_delivery(event: Mapping[str, Any], secret: str) -> Delivery:
     return Delivery(body, headers)
 
 
-@dataclass
-class MollieHarness:
+@dataclass(kw_only=True)
+class MollieHarness(Running):
     """A running bridge with one Mollie connection, its simulated Mollie API and its Thred sandbox."""
 
-    bridge: Bridge
-    url: str
-    connection: Connection
     webhook_secret: str
     world: MollieWorld
     mollie_url: str
-    thred_url: str
-    business_id: str
-    http: httpx.AsyncClient
-
-    @property
-    def webhook_url(self) -> str:
-        return f"{self.url}/webhooks/mollie/{self.connection.id}"
-
-    async def post(self, delivery: Delivery, *, url: str | None = None) -> httpx.Response:
-        return await self.http.post(url or self.webhook_url, content=delivery.body, headers=delivery.headers)
 
     async def ping(self, object_id: str) -> httpx.Response:
         """Mollie's classic call: ``id=<object_id>``."""
@@ -415,29 +360,6 @@ class MollieHarness:
     async def deliver(self, event: Mapping[str, Any], *, secret: str | None = None) -> httpx.Response:
         """A next-gen event, signed with the connection's secret (or ``secret``)."""
         return await self.post(mollie_event_delivery(event, secret or self.webhook_secret))
-
-    async def status(self) -> ConnectionStatus:
-        return await self.bridge.connections.status(self.connection)
-
-    async def drain(self, timeout: float = 30.0) -> ConnectionStatus:
-        """Wait until nothing is waiting (events or records); raise if that takes over ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = await self.status()
-            if status.waiting == 0 and status.records_waiting == 0:
-                return status
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"still waiting after {timeout} s: {status}")
-            self.bridge.events_ready.set()
-            self.bridge.records_ready.set()
-            await _sleep(0.05)
-
-    async def books(self) -> dict[str, Any]:
-        """The sandbox's records of this connection's business."""
-        answer = await self.http.get(f"{self.thred_url}/_sandbox/state")
-        answer.raise_for_status()
-        state: dict[str, Any] = answer.json()["businesses"].get(self.business_id, {})
-        return state
 
 
 @contextlib.asynccontextmanager
@@ -459,34 +381,13 @@ async def mollie_bridge(
         serve_in_background(mollie_app) as mollie_url,
         serve_in_background(create_sandbox(partners=dict([PARTNER]))) as thred_url,
     ):
-        config = Settings.model_validate(
-            {
-                "BRIDGE_DATABASE_URL": database_url,
-                "THRED_API_URL": thred_url,
-                "THRED_PARTNER_ID": PARTNER[0],
-                "THRED_API_KEY": PARTNER[1],
-                "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
-                "BRIDGE_MOLLIE_API_BASE": mollie_url,
-                **(settings or {}),
-            }
-        )
+        config = _settings(database_url, thred_url, {"BRIDGE_MOLLIE_API_BASE": mollie_url}, settings)
         credentials = {"api_key": MOLLIE_API_KEY}
         if organization_token:
             credentials["organization_token"] = MOLLIE_ORGANIZATION_TOKEN
-        async with open_bridge(config) as running, contextlib.AsyncExitStack() as stack:
-            business_id = str(uuid.uuid4())
-            connection = await running.connections.add(NewConnection("mollie", business_id, credentials, (secret,)))
-            url = await stack.enter_async_context(serve_in_background(create_app(running)))
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-            if worker:
-                import asyncio
 
-                stop = asyncio.Event()
-                task = asyncio.create_task(running.worker(poll=0.1).run(stop))
+        def new(business_id: str) -> NewConnection:
+            return NewConnection("mollie", business_id, credentials, (secret,))
 
-                async def _stop() -> None:
-                    stop.set()
-                    await task
-
-                stack.push_async_callback(_stop)
-            yield MollieHarness(running, url, connection, secret, world, mollie_url, thred_url, business_id, http)
+        async with _running(config, thred_url, new, worker=worker) as fields:
+            yield MollieHarness(**fields, webhook_secret=secret, world=world, mollie_url=mollie_url)
