@@ -82,3 +82,25 @@ async def test_many_children_go_back_to_the_loop(store: SqlStore, children: int)
     left = await dispatching.claim(1000)
     assert len(left) == (0 if inline else children)  # every one is ready, for the loop's tasks
     assert all(r.resolved == {"customer_id": "t-1"} for r in left)
+
+
+async def test_what_a_payout_settles_hands_the_payout_to_the_loop(store: SqlStore) -> None:
+    payments = [Record("payment", f"stripe_ch_{i}", {"amount_cents": 100}) for i in range(3)]
+    payout = Record(
+        "payout", "stripe_po_1", {"payment_ids": [None] * 3},
+        parents={f"payment_ids.{i}": Ref("payment", p.external_id) for i, p in enumerate(payments)},
+        updatable=True,
+    )  # fmt: skip
+    await queue(store, [*payments, payout])
+    thred, wakes = RecordingThred(), []
+    dispatching = Dispatching(
+        store, thred, lambda: NOW, owner="w", max_attempts=3, lease=timedelta(seconds=30),
+        wake=lambda: wakes.append(1),
+    )  # fmt: skip
+    for claimed in await dispatching.claim(16):
+        assert await dispatching.handle(claimed) == "sent"
+    assert [kind for kind, _ in thred.created] == ["payment"] * 3  # the payout was not tested after each one
+    assert wakes == [1, 1, 1]
+    (ready,) = await dispatching.claim(16)  # the loop finds it ready once all are sent
+    assert ready.kind == "payout"
+    assert sorted(ready.resolved.values()) == ["t-1", "t-2", "t-3"]
