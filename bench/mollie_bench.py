@@ -285,7 +285,8 @@ def print_phase(kind: str, p: dict[str, Any]) -> None:
 
 
 def build_world(payments: int, seed: int) -> tuple[Any, dict[str, Any]]:
-    from thred_bridge.simulators.mollie_world import MollieWorld, ticking_clock
+    from thred_bridge.simulators.common import ticking_clock
+    from thred_bridge.simulators.mollie_world import MollieWorld
 
     start = int(datetime(2026, 10, 1, tzinfo=UTC).timestamp())
     world = MollieWorld(seed=seed, clock=ticking_clock(start, 2))

@@ -10,7 +10,8 @@ mistake in the bridge's Mollie code is not mirrored by the stand-in it is tested
 
 from __future__ import annotations
 
+from thred_bridge.simulators.common import ticking_clock
 from thred_bridge.simulators.mollie_routes import create_app
-from thred_bridge.simulators.mollie_world import Json, MollieWorld, SeenRequest, amount, minor_of, ticking_clock
+from thred_bridge.simulators.mollie_world import Json, MollieWorld, SeenRequest, amount, minor_of
 
 __all__ = ["Json", "MollieWorld", "SeenRequest", "amount", "create_app", "minor_of", "ticking_clock"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import itertools
 import json
 import random
 import string
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
+
+from thred_bridge.simulators.common import Fault
 
 Json = dict[str, Any]
 
@@ -83,20 +84,6 @@ def iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
-def ticking_clock(start: int, step: int = 1) -> Callable[[], int]:
-    """A clock that moves ``step`` seconds at every reading, from ``start``."""
-    readings = itertools.count(start, step)
-    return lambda: next(readings)
-
-
-@dataclass
-class _Fault:
-    path_contains: str
-    status: int
-    remaining: int
-    retry_after: int | None
-
-
 @dataclass(frozen=True, slots=True)
 class SeenRequest:
     """One request the simulator answered."""
@@ -147,7 +134,7 @@ class MollieWorld:
         self._settle_at: dict[str, int] = {}  # payment → what it settles for, in the balance currency
         self._unsettled: list[str] = []  # ids of payments, refunds, chargebacks waiting for a settlement
         self._settled_per_month: dict[str, int] = {}
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
         self.requests: list[SeenRequest] = []
 
     # ------------------------------------------------------------------------------------------ basics
@@ -589,7 +576,7 @@ class MollieWorld:
 
     def fail_next(self, path_contains: str, status: int, times: int = 1, retry_after: int | None = None) -> None:
         """The next ``times`` requests whose path contains ``path_contains`` answer ``status``."""
-        self._faults.append(_Fault(path_contains, status, times, retry_after))
+        self._faults.append(Fault(path_contains, status, times, retry_after))
 
     def take_fault(self, path: str) -> tuple[int, int | None] | None:
         for fault in self._faults:

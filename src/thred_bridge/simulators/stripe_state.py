@@ -16,15 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from thred_bridge.simulators.common import Fault
 from thred_bridge.simulators.stripe_objects import API_VERSION, Json
-
-
-@dataclass
-class _Fault:
-    path_contains: str
-    status: int
-    remaining: int
-    retry_after: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +43,7 @@ class StripeState:
         self._rates: dict[tuple[str | None, str], str] = {}  # FX charge → its exchange rate
         self._dispute_bts: dict[tuple[str | None, str], list[str]] = {}
         self._paid_out: dict[tuple[str | None, str], str] = {}  # balance transaction → the payout that swept it
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
         self.requests: list[SeenRequest] = []
         self.stripe_notice: str | None = None
         """When set, every answer carries it as a ``Stripe-Notice`` header."""
@@ -135,7 +128,7 @@ class StripeState:
 
     def fail_next(self, path_contains: str, status: int, times: int = 1, retry_after: int | None = None) -> None:
         """The next ``times`` requests whose path contains ``path_contains`` answer ``status``."""
-        self._faults.append(_Fault(path_contains, status, times, retry_after))
+        self._faults.append(Fault(path_contains, status, times, retry_after))
 
     def take_fault(self, path: str) -> tuple[int, int | None] | None:
         """Consume the first pending fault for ``path``: its status and Retry-After."""

@@ -8,11 +8,10 @@ payout sweeping what is in the balance and remembering which transactions it pai
 from __future__ import annotations
 
 import copy
-import itertools
 import string
-from collections.abc import Callable
 from typing import Any
 
+from thred_bridge.simulators.common import ticking_clock
 from thred_bridge.simulators.stripe_objects import (
     ADDRESS,
     Json,
@@ -31,13 +30,6 @@ from thred_bridge.simulators.stripe_objects import (
 from thred_bridge.simulators.stripe_state import SeenRequest, StripeState
 
 __all__ = ["SeenRequest", "StripeWorld", "ticking_clock"]
-
-
-def ticking_clock(start: int, step: int = 1) -> Callable[[], int]:
-    """A world clock that moves ``step`` seconds at every reading, from ``start``: every object and event the
-    world makes is then later than the one before, so ``created`` ranges split its history cleanly."""
-    readings = itertools.count(start, step)
-    return lambda: next(readings)
 
 
 class StripeWorld(StripeState):
