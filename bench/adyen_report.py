@@ -54,7 +54,7 @@ import time
 import tracemalloc
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -98,16 +98,15 @@ from thred_bridge import testing
 from thred_bridge.bootstrap import Bridge, open_bridge
 from thred_bridge.domain.movements import Movement
 from thred_bridge.domain.queue import Connection
-from thred_bridge.domain.records import Record, records_for
 from thred_bridge.observe import configure_logging
 from thred_bridge.processors.adyen import sync
-from thred_bridge.processors.adyen.batch import BatchSummary, split_batches
 from thred_bridge.processors.adyen.download import DEFAULT_MAX_REPORT_BYTES, download_report
-from thred_bridge.processors.adyen.report import ReportRow
-from thred_bridge.processors.adyen.translate_report import report_movements
+from thred_bridge.processors.adyen.report_stream import report_chunks
+from thred_bridge.processors.base import MovementStream
 from thred_bridge.sandbox import create_app as create_sandbox
 from thred_bridge.service import process
 from thred_bridge.service.connections import NewConnection
+from thred_bridge.service.planned import PlannedRecords, plan_stream
 from thred_bridge.serving import run as run_loop
 from thred_bridge.serving import serve_in_background
 from thred_bridge.settings import Settings
@@ -212,21 +211,21 @@ class ReportServers(Servers):
 
 
 class Steps:
-    """Wraps the Adyen processor module's ``download_report``, ``split_batches`` and ``report_movements``
-    (the names ``sync`` calls) and the worker's ``records_for``: records when each step ends, the RSS then,
-    and with ``heap`` the Python heap (tracemalloc) then, its peak since the previous step, and the top
-    allocation sites. The outbox transaction's start is marked too (time and RSS only: a heap snapshot there
-    would hold SQLite's write lock for seconds)."""
+    """Wraps the Adyen processor module's ``download_report`` and ``report_chunks`` (the names ``sync``
+    calls) and the worker's ``plan_stream``: records when each step ends, the RSS then, and with ``heap``
+    the Python heap (tracemalloc) then, its peak since the previous step, and the top allocation sites.
+    The steps after the download run in the worker's thread. The start of each outbox transaction is
+    marked too (time and RSS only: a heap snapshot there would hold SQLite's write lock)."""
 
     def __init__(self, engine: AsyncEngine, *, heap: bool, top: int) -> None:
         self.heap = heap
         self.top = top
         self.marks: list[dict[str, Any]] = []
         self.download_bytes: int | None = None
+        self.record_statements = 0
         self._engine = engine.sync_engine
-        self._saved = (download_report, split_batches, report_movements)  # what ``sync`` imported
-        self._records_for = records_for  # what the worker's ``process`` module imported
-        self._finishing = False
+        self._saved = (download_report, report_chunks)  # what ``sync`` imported
+        self._plan_stream = plan_stream  # what the worker's ``process`` module imported
 
     def mark(self, name: str, note: str = "") -> None:
         entry: dict[str, Any] = {"step": name, "t": time.perf_counter(), "rss_mb": round(rss_bytes() / MB, 1)}
@@ -260,7 +259,7 @@ class Steps:
         }
 
     def install(self) -> None:
-        download, split, translate = self._saved
+        download, chunks = self._saved
 
         async def timed_download(
             client: httpx.AsyncClient,
@@ -277,39 +276,36 @@ class Steps:
             self.mark("downloaded", "the spooled file (on disk above 8 MB)")
             return spool
 
-        def timed_split(rows: Iterable[ReportRow]) -> dict[tuple[str, int | None], list[ReportRow]]:
-            self.mark("parsed", "every ReportRow in one list (their by-name cell copies dropped)")
-            return split(rows)
+        def timed_chunks(spool: IO[bytes], **kwargs: Any) -> Iterator[list[Movement]]:
+            first = True
+            for chunk in chunks(spool, **kwargs):
+                if first:
+                    self.mark("summarised", "first pass: every batch summed (one line per payment), first chunk")
+                    first = False
+                yield chunk
+            self.mark("translated", "second pass done: every chunk translated and planned to the spool")
 
-        def timed_translate(
-            summary: BatchSummary, rows: Mapping[int, ReportRow], *, fallback_at: datetime
-        ) -> list[Movement]:
-            self.mark("summarised", "rows + batch summary + rows by line")
-            moved = translate(summary, rows, fallback_at=fallback_at)
-            self.mark("translated", "rows + summary + movements (the rows are freed when the processor returns)")
-            return moved
+        vars(sync).update(download_report=timed_download, report_chunks=timed_chunks)
 
-        vars(sync).update(download_report=timed_download, split_batches=timed_split, report_movements=timed_translate)
-
-        def timed_records_for(movements: Sequence[Movement]) -> list[Record]:
-            planned = self._records_for(movements)
-            self.mark("planned", "movements + planned records (outside any transaction)")
+        def timed_plan(stream: MovementStream) -> PlannedRecords:
+            planned = self._plan_stream(stream)
+            self.mark("planned", f"{len(planned):,} records spooled (outside any transaction)")
             return planned
 
-        vars(process).update(records_for=timed_records_for)
+        vars(process).update(plan_stream=timed_plan)
         event.listen(self._engine, "before_cursor_execute", self._statement)
 
     def _statement(self, _conn: SyncConnection, _cursor: object, statement: str, *_args: object) -> None:
-        if statement.startswith("DELETE FROM leases") and not self._finishing:
-            self._finishing = True  # the first one: the event's outbox transaction starts
-            self.marks.append(
-                {"step": "outbox transaction starts", "t": time.perf_counter(), "rss_mb": round(rss_bytes() / MB, 1)}
-            )
+        if statement.startswith("INSERT INTO records"):  # 500 records a statement, 5,000 a transaction
+            self.record_statements += 1
+            if self.record_statements == 1:
+                rss = round(rss_bytes() / MB, 1)
+                self.marks.append({"step": "outbox writes start", "t": time.perf_counter(), "rss_mb": rss})
 
     def uninstall(self) -> None:
-        download, split, translate = self._saved
-        vars(sync).update(download_report=download, split_batches=split, report_movements=translate)
-        vars(process).update(records_for=self._records_for)
+        download, chunks = self._saved
+        vars(sync).update(download_report=download, report_chunks=chunks)
+        vars(process).update(plan_stream=self._plan_stream)
         event.remove(self._engine, "before_cursor_execute", self._statement)
 
     def at(self, step: str) -> float | None:
@@ -504,8 +500,8 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
         return None if a is None or b is None else round(b - a, digits)
 
     downloading, downloaded = step("claimed, download starts"), step("downloaded")
-    parsed, summarised, translated = step("parsed"), step("summarised"), step("translated")
-    movements_end = calls[-1][1] if calls else None
+    summarised, translated, planned = step("summarised"), step("translated"), step("planned")
+    outbox_starts = step("outbox writes start")
     payout_sent_s = facts["records"].get("payout", {}).get("last_sent_s")
     settled = [facts["records"].get(k, {}).get("last_sent_s") for k in ("payment", "refund_payment")]
     last_child_s = max((s for s in settled if s is not None), default=None)
@@ -516,13 +512,11 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
         "ingest_verify_and_store": round(t_stored - t0, 4),
         "until_claimed": round(calls[0][0], 3) if calls else None,
         "download": span(downloading, downloaded),
-        "parse": span(downloaded, parsed),
-        "summarise": span(parsed, summarised),
-        "translate": span(summarised, translated),
-        "parse_and_translate": span(downloaded, movements_end),
-        "plan_records": span(movements_end, finish_started),
-        "store_outbox_transaction": span(finish_started, processed_s),
-        "outbox_plan_and_commit": span(movements_end, processed_s),
+        "first_pass_summarise": span(downloaded, summarised),
+        "second_pass_translate_and_plan": span(summarised, translated),
+        "read_translate_plan": span(downloaded, planned),
+        "store_outbox": span(outbox_starts, processed_s),
+        "last_outbox_transaction": span(finish_started, processed_s),
         "event_processed": round(processed_s, 3) if processed_s is not None else None,
         "dispatch": span(processed_s, payout_sent_s),
         "dispatch_until_last_payment": span(processed_s, last_child_s),
@@ -530,6 +524,7 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
         "measurement_window": round(t_end - t0, 3),
     }
     result["download_bytes"] = steps.download_bytes
+    result["record_insert_statements"] = steps.record_statements
     result["processing_calls"] = [{"start_s": round(a, 3), "end_s": round(b, 3), "movements": n} for a, b, n in calls]
     result["outbox_transactions"] = [
         {"start_s": round(a - t0, 3), "end_s": round(b - t0, 3) if b is not None else None, "ended": how}
@@ -638,10 +633,9 @@ def render(report: dict[str, Any]) -> str:
         ("REPORT_AVAILABLE → payout in Thred", f"{_fmt(t['total_to_payout_in_thred'])} s"),
         ("  until the worker claimed it", f"{_fmt(t['until_claimed'], '.2f')} s"),
         ("  download", f"{_fmt(t['download'], '.2f')} s"),
-        ("  parse (rows read)", f"{_fmt(t['parse'], '.2f')} s"),
-        ("  summarise + translate", f"{_fmt(t['summarise'], '.2f')} + {_fmt(t['translate'], '.2f')} s"),
-        ("  plan the records", f"{_fmt(t['plan_records'], '.2f')} s"),
-        ("  store the outbox (one transaction)", f"{_fmt(t['store_outbox_transaction'], '.2f')} s"),
+        ("  read + summarise (first pass)", f"{_fmt(t['first_pass_summarise'], '.2f')} s"),
+        ("  read + translate + plan (second pass)", f"{_fmt(t['second_pass_translate_and_plan'], '.2f')} s"),
+        ("  store the outbox (5,000 records a transaction)", f"{_fmt(t['store_outbox'], '.2f')} s"),
         ("  = event processed at", f"{_fmt(t['event_processed'], '.2f')} s"),
         ("  dispatch (records → Thred)", f"{_fmt(t['dispatch'])} s"),
         ("Thred requests", f"{req['thred']['requests']:,}"),
@@ -661,7 +655,7 @@ def render(report: dict[str, Any]) -> str:
         ("check", {True: "OK", False: "FAILED", None: "skipped"}[check["ok"]]),
     ]  # fmt: skip
     if "tracemalloc_peak_mb" in mem:
-        rows.insert(13, ("Python heap peak (tracemalloc)", f"{mem['tracemalloc_peak_mb']:.0f} MB"))
+        rows.insert(12, ("Python heap peak (tracemalloc)", f"{mem['tracemalloc_peak_mb']:.0f} MB"))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
@@ -683,13 +677,13 @@ def render(report: dict[str, Any]) -> str:
     if r["status"] and (r["status"]["failed"] or r["status"]["records_failed"]):
         console.print(f"[red]failures: {r['status']['failures']}[/red]")
     header = (
-        "| DB | rows | conc. | REPORT_AVAILABLE → payout s | download s | parse + translate s | plan + outbox s "
+        "| DB | rows | conc. | REPORT_AVAILABLE → payout s | download s | read + translate + plan s | outbox s "
         "| dispatch s | Thred req. | records | ru_maxrss MB | RSS before → peak → end MB | busy / other % | check |\n"
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
     )
     row = (
         f"| {s['db']} | {s['rows']:,} | {s['concurrency']} | {_fmt(t['total_to_payout_in_thred'])} "
-        f"| {_fmt(t['download'], '.2f')} | {_fmt(t['parse_and_translate'])} | {_fmt(t['outbox_plan_and_commit'])} "
+        f"| {_fmt(t['download'], '.2f')} | {_fmt(t['read_translate_plan'])} | {_fmt(t['store_outbox'])} "
         f"| {_fmt(t['dispatch'])} | {req['thred']['requests']:,} | {db['records_total']:,} "
         f"| {mem['ru_maxrss_mb']:.0f} | {mem['rss_before_event_mb']:.0f} → {mem['rss_peak_mb']:.0f} → "
         f"{mem['rss_end_mb']:.0f} | {r['cpu_s']['machine_busy_pct']:.0f} / {r['cpu_s']['other_processes_pct']:.0f} "

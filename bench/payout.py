@@ -79,7 +79,7 @@ from thred_bridge.bootstrap import Bridge, open_bridge
 from thred_bridge.domain.movements import Movement
 from thred_bridge.domain.queue import ClaimedEvent, Connection, ConnectionStatus, Notice
 from thred_bridge.observe import configure_logging
-from thred_bridge.processors.base import Processor
+from thred_bridge.processors.base import MovementStream, Processor
 from thred_bridge.sandbox import create_app as create_sandbox
 from thred_bridge.service.connections import NewConnection
 from thred_bridge.serving import run as run_loop
@@ -307,14 +307,15 @@ class TimedProcessor:
     ) -> Sequence[Notice]:
         return self.inner.verify(body, headers, connection, now)
 
-    async def movements(self, event: ClaimedEvent, connection: Connection) -> Sequence[Movement]:
+    async def movements(self, event: ClaimedEvent, connection: Connection) -> Sequence[Movement] | MovementStream:
+        """(A stream's movements are counted as -1: they are read later, in the worker's thread.)"""
         started = time.perf_counter()
-        moved: Sequence[Movement] = []
+        moved: Sequence[Movement] | MovementStream = []
         try:
             moved = await self.inner.movements(event, connection)
             return moved
         finally:
-            self.calls.append((started, time.perf_counter(), len(moved)))
+            self.calls.append((started, time.perf_counter(), -1 if isinstance(moved, MovementStream) else len(moved)))
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import MAX_PREC, Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded
+from functools import lru_cache
 
 # ISO 4217 minor-unit exponents that are not 2 (current list; everything else active is 2).
 _ISO_EXPONENT_NOT_2: dict[str, int] = {
@@ -38,7 +39,10 @@ def iso_exponent(currency: str) -> int:
     return _ISO_EXPONENT_NOT_2.get(code, 2)
 
 
+@lru_cache(maxsize=1024)
 def normalise_currency(currency: str) -> str:
+    """``currency`` as an upper-case three-letter code; MoneyError when it is not one. Cached: every Money
+    made checks its currency, and a report of 50,000 rows makes hundreds of thousands."""
     code = currency.strip().upper()
     if len(code) != 3 or not code.isascii() or not code.isalpha():
         raise MoneyError(f"not an ISO 4217 currency code: {currency!r}")

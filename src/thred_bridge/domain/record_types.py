@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
+
 Kind = Literal["customer", "invoice", "payment", "refund", "refund_payment", "payout"]
 ORDER: tuple[Kind, ...] = ("customer", "invoice", "payment", "refund", "refund_payment", "payout")
 
@@ -86,3 +88,37 @@ def _deep_copy(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_deep_copy(v) for v in value]
     return value
+
+
+def record_json(record: Record) -> bytes:
+    """``record`` as one line of JSON (no newline), for a plan spooled to disk; :func:`record_of` reads it."""
+    return orjson.dumps(
+        {
+            "kind": record.kind,
+            "external_id": record.external_id,
+            "body": record.body,
+            "parents": {path: [ref.kind, ref.external_id] for path, ref in record.parents.items()},
+            "idempotency_key": record.idempotency_key,
+            "parent_path": [record.parent_path.kind, record.parent_path.external_id] if record.parent_path else None,
+            "op": record.op,
+            "updatable": record.updatable,
+            "lookups": {path: [spec.kind, spec.thred_id, spec.field] for path, spec in record.lookups.items()},
+        }
+    )
+
+
+def record_of(line: bytes) -> Record:
+    """The :class:`Record` that :func:`record_json` wrote."""
+    data = orjson.loads(line)
+    parent_path = data["parent_path"]
+    return Record(
+        kind=data["kind"],
+        external_id=data["external_id"],
+        body=data["body"],
+        parents={path: Ref(kind, ext) for path, (kind, ext) in data["parents"].items()},
+        idempotency_key=data["idempotency_key"],
+        parent_path=Ref(parent_path[0], parent_path[1]) if parent_path else None,
+        op=data["op"],
+        updatable=data["updatable"],
+        lookups={path: Lookup(kind, thred_id, at) for path, (kind, thred_id, at) in data["lookups"].items()},
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -23,11 +23,25 @@ class Processor(Protocol):
         """Check the delivery's signature on the raw bytes and parse it; raise DeliveryError to refuse."""
         ...
 
-    async def movements(self, event: ClaimedEvent, connection: Connection) -> Sequence[Movement]:
-        """Fetch what the event does not carry and translate it. Empty = nothing to book."""
+    async def movements(self, event: ClaimedEvent, connection: Connection) -> Sequence[Movement] | MovementStream:
+        """Fetch what the event does not carry and translate it. Empty = nothing to book. Movements too many
+        to hold at once (a settlement report of 50,000 rows) come as a :class:`MovementStream`."""
         ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MovementStream:
+    """Movements read a chunk at a time from something the processor fetched (a downloaded file).
+
+    ``chunks`` blocks (file reads, parsing), so the worker iterates it in a thread, once; a chunk holds
+    whatever ``records_for`` needs together (a dispute reinstatement and its charge), and the records of
+    different chunks may repeat (a shared customer), which the outbox stores once. ``close`` frees what
+    the chunks are read from; the worker calls it whatever happens."""
+
+    chunks: Iterator[Sequence[Movement]]
+    close: Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,13 @@
 
 Fetching and translating happen outside any transaction; the outbox rows and "event done" commit
 together, so a worker killed at any point leaves either nothing or everything of that step.
+
+A plan larger than ``RECORDS_PER_TRANSACTION`` (a payout of thousands of payments, a settlement report) is
+written in several transactions, the last of which marks the event done: one transaction of 100,000
+records would hold SQLite's only write lock for seconds, and webhooks could not be stored meanwhile.
+That is safe because writing a record is idempotent (its external id; the first plan kept): a worker
+killed between them leaves some records queued and the event unfinished, its lease runs out, and the
+event planned again writes the same records, the ones already there untouched.
 """
 
 from __future__ import annotations
@@ -9,20 +16,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 
 import structlog
 
+from thred_bridge.domain.movements import Movement
 from thred_bridge.domain.queue import ClaimedEvent
-from thred_bridge.domain.records import records_for
+from thred_bridge.domain.records import Record, records_for
 from thred_bridge.domain.retry import next_due
 from thred_bridge.errors import TRANSIENT, BridgeError, UnknownConnectionError, describe, retry_after_of
-from thred_bridge.processors.base import Processor
+from thred_bridge.processors.base import MovementStream, Processor
 from thred_bridge.service.connections import Connections
+from thred_bridge.service.planned import PlannedRecords, plan_stream
 from thred_bridge.service.ports import Clock, Store
 
 log = structlog.get_logger("thred_bridge.process")
+
+RECORDS_PER_TRANSACTION = 5_000
+PLAN_IN_THREAD_ABOVE = 1_000
 
 
 class Processing:
@@ -98,8 +110,7 @@ class Processing:
                     return await self._unroute(event)
                 connection = routed
             processor = self._processors[event.processor]
-            movements = await processor.movements(event, connection)
-            planned = records_for(movements)
+            planned = await _plan(await processor.movements(event, connection))
         except TRANSIENT as exc:
             if event.attempts >= self._max_attempts:
                 return await self._fail(event, f"gave up after {event.attempts} attempts: {describe(exc)}")
@@ -113,10 +124,27 @@ class Processing:
         except Exception as exc:
             bound.exception("event.crashed")
             return await self._fail(event, f"internal error ({type(exc).__name__}): {exc}")
-        async with self._store.transaction() as tx:
-            kept = await tx.finish_event(event.id, self.owner, self._clock(), planned, connection.id)
+        try:
+            kept = await self._finish(event, planned, connection.id)
+        finally:
+            if isinstance(planned, PlannedRecords):
+                planned.close()
         bound.info("event.done", records=len(planned)) if kept else bound.warning("event.lease_lost")
         return "done" if kept else "lost"
+
+    async def _finish(self, event: ClaimedEvent, planned: Iterable[Record], connection_id: str) -> bool:
+        """Queue the records and mark the event done; a large plan in several transactions (module doc),
+        each first checking (and renewing) the lease, so a worker that lost it stops writing."""
+        parts = _parts(planned, RECORDS_PER_TRANSACTION)
+        held = next(parts, [])
+        for following in parts:
+            async with self._store.transaction() as tx:
+                if not await tx.renew_event(event.id, self.owner, self._clock() + self._lease):
+                    return False
+                await tx.add_records(connection_id, held, event.id, self._clock())
+            held = following
+        async with self._store.transaction() as tx:
+            return await tx.finish_event(event.id, self.owner, self._clock(), held, connection_id)
 
     async def _unroute(self, event: ClaimedEvent) -> str:
         error = (
@@ -133,3 +161,24 @@ class Processing:
         async with self._store.transaction() as tx:
             kept = await tx.fail_event(event.id, self.owner, error)
         return "failed" if kept else "lost"
+
+
+async def _plan(moved: Sequence[Movement] | MovementStream) -> Sequence[Record] | PlannedRecords:
+    """The records the movements need. Planning is CPU work (~50 µs a movement), so a large plan runs in a
+    thread, leaving the event loop to webhooks and the dispatch; a stream is planned to disk."""
+    if isinstance(moved, MovementStream):
+        return await asyncio.to_thread(plan_stream, moved)
+    if len(moved) > PLAN_IN_THREAD_ABOVE:
+        return await asyncio.to_thread(records_for, moved)
+    return records_for(moved)
+
+
+def _parts(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    part: list[Record] = []
+    for record in records:
+        part.append(record)
+        if len(part) == size:
+            yield part
+            part = []
+    if part:
+        yield part

@@ -125,20 +125,21 @@ class OutboxQueries(TxBase):
 
         A payout can plan tens of thousands of records, so they are written ``RECORDS_PER_STATEMENT`` at a
         time, not one per statement: a multi-row insert per kind of conflict handling, then the parents of
-        what was written. Chunks keep memory flat: one 20,000-row statement cost 70 MB at its peak."""
-        kept: dict[tuple[str, str], Record] = {}
-        for record in planned:  # the first plan of a record wins, except an updatable one's latest body
+        what was written. Chunks keep memory flat: one 20,000-row statement cost 70 MB at its peak, and
+        ``planned`` is read as it goes (it may be a plan spooled to disk). A record planned twice in one
+        chunk is deduplicated here; across chunks the statements' conflict handling does the same (the
+        first plan kept, an updatable record's differing body replacing it)."""
+        chunk: dict[tuple[str, str], Record] = {}
+        for record in planned:
             key = (record.kind, record.external_id)
-            if key not in kept or record.updatable:
-                kept[key] = record
-        chunk: list[Record] = []
-        for record in kept.values():
-            chunk.append(record)
+            if key in chunk and not record.updatable:
+                continue
+            chunk[key] = record
             if len(chunk) == RECORDS_PER_STATEMENT:
-                await self._add_chunk(connection_id, chunk, event_id, now)
-                chunk = []
+                await self._add_chunk(connection_id, list(chunk.values()), event_id, now)
+                chunk = {}
         if chunk:
-            await self._add_chunk(connection_id, chunk, event_id, now)
+            await self._add_chunk(connection_id, list(chunk.values()), event_id, now)
 
     async def _add_chunk(
         self, connection_id: str, chunk: Sequence[Record], event_id: int | None, now: datetime

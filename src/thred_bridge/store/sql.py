@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,7 @@ class SqlTx(InboxQueries, OutboxQueries):
     """One open transaction over every table."""
 
     async def finish_event(
-        self, event_id: int, owner: str, now: datetime, planned: Sequence[Record], connection_id: str
+        self, event_id: int, owner: str, now: datetime, planned: Iterable[Record], connection_id: str
     ) -> bool:
         """Event done; its records join the outbox (a record already there is kept as it is)."""
         if not await self._release(event_id, owner):

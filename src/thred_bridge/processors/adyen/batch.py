@@ -194,77 +194,100 @@ def _classify(row: ReportRow, net: Money, batch: int) -> BatchLine:
     return _other_line(row, "adjustment", net, batch)
 
 
-def _one(values: set[_T], what: str) -> _T:
-    if len(values) != 1:
-        shown = ", ".join(map(str, sorted(values))) or "none"
+class BatchBuilder:
+    """A batch summed row by row, so a report of any size is summarised without holding its rows: what is
+    kept is one line per payment, refund, dispute stage, fee or adjustment row, and the totals.
+
+    ``add`` raises TranslationError as soon as the rows stop being one batch (another batch number,
+    merchant account or net currency), when ``merchant_account`` is given and differs, or for a Settled row
+    without a Psp Reference; rows with no net amount (nothing moved) are skipped."""
+
+    def __init__(self, *, merchant_account: str | None = None) -> None:
+        self._expected_account = merchant_account
+        self._batch: int | None = None
+        self._account: str | None = None
+        self._currency: str | None = None
+        self._payments, self._refunds, self._disputes = _Lines(), _Lines(), _Lines()
+        self._fees: list[BatchLine] = []
+        self._adjustments: list[BatchLine] = []
+        self._paid_out: Money | None = None
+        self._payout_lines: list[int] = []
+        self._payout_reference: str | None = None
+        self._paid_at: datetime | None = None
+        self._mismatches: list[FeeMismatch] = []
+
+    def add(self, row: ReportRow) -> None:
+        net = row.net
+        if net is None:
+            return
+        if row.batch_number is None:
+            raise TranslationError(f"settlement report line {row.line} has no Batch Number")
+        batch = self._batch = _same(self._batch, row.batch_number, "batch numbers")
+        self._account = _same(self._account, row.merchant_account, "merchant accounts")
+        if row.net_currency:
+            self._currency = _same(self._currency, row.net_currency, "net currencies")
+        if self._expected_account is not None and row.merchant_account != self._expected_account:
+            raise TranslationError(
+                f"settlement batch {batch} is for merchant account {row.merchant_account!r}, "
+                f"not {self._expected_account!r}"
+            )
+        if row.fee_mismatch is not None and row.fee is not None and row.reported_fee is not None:
+            self._mismatches.append(FeeMismatch(row.line, row.type, row.psp_reference, row.fee, row.reported_fee))
+        if row.kind == "merchant_payout":
+            self._paid_out = -net if self._paid_out is None else self._paid_out - net
+            self._payout_lines.append(row.line)
+            self._payout_reference = row.modification_reference or self._payout_reference
+            self._paid_at = row.created_at or self._paid_at
+            return
+        line = _classify(row, net, batch)
+        if line.kind == "fee":
+            self._fees.append(line)
+        elif line.kind == "adjustment":
+            self._adjustments.append(line)
+        else:
+            {"payment": self._payments, "refund": self._refunds}.get(line.kind, self._disputes).add(line)
+
+    def summary(self) -> BatchSummary:
+        """The batch so far. Raises TranslationError when no row had an amount."""
+        if self._batch is None or self._account is None or self._currency is None:
+            if self._batch is not None and self._currency is None:
+                raise TranslationError("the rows are not one settlement batch: net currencies none")
+            raise TranslationError("the settlement batch has no rows with an amount")
+        return BatchSummary(
+            batch_number=self._batch,
+            merchant_account=self._account,
+            currency=self._currency,
+            payments=self._payments.by_id(),
+            refunds=self._refunds.by_id(),
+            disputes=tuple(self._disputes.by_key.values()),
+            fees=tuple(self._fees),
+            adjustments=tuple(self._adjustments),
+            paid_out=Money.zero(self._currency) if self._paid_out is None else self._paid_out,
+            payout_reference=self._payout_reference,
+            paid_at=self._paid_at,
+            payout_lines=tuple(self._payout_lines),
+            mismatches=tuple(self._mismatches),
+        )
+
+
+def _same(held: _T | None, value: _T, what: str) -> _T:
+    if held is not None and value != held:
+        shown = ", ".join(map(str, sorted([held, value])))
         raise TranslationError(f"the rows are not one settlement batch: {what} {shown}")
-    return next(iter(values))
+    return value
 
 
 def summarise_batch(rows: Iterable[ReportRow], *, merchant_account: str | None = None) -> BatchSummary:
-    """All rows of one batch → :class:`BatchSummary`.
+    """All rows of one batch → :class:`BatchSummary` (a :class:`BatchBuilder` fed every row).
 
     Raises TranslationError when the rows are not one batch (several batch numbers, merchant accounts or
     net currencies, or none), when ``merchant_account`` is given and differs, or for a Settled row without
     a Psp Reference. Rows with no net amount (nothing moved) are skipped; fee mismatches are collected.
     """
-    rows = [row for row in rows if row.net is not None]
-    if not rows:
-        raise TranslationError("the settlement batch has no rows with an amount")
-    missing = [row.line for row in rows if row.batch_number is None]
-    if missing:
-        raise TranslationError(f"settlement report line {missing[0]} has no Batch Number")
-    batch = _one({row.batch_number for row in rows if row.batch_number is not None}, "batch numbers")
-    account = _one({row.merchant_account for row in rows}, "merchant accounts")
-    currency = _one({row.net_currency for row in rows if row.net_currency}, "net currencies")
-    if merchant_account is not None and account != merchant_account:
-        raise TranslationError(
-            f"settlement batch {batch} is for merchant account {account!r}, not {merchant_account!r}"
-        )
-
-    payments, refunds, disputes = _Lines(), _Lines(), _Lines()
-    fees: list[BatchLine] = []
-    adjustments: list[BatchLine] = []
-    paid_out = Money.zero(currency)
-    payout_lines: list[int] = []
-    payout_reference: str | None = None
-    paid_at: datetime | None = None
-    mismatches: list[FeeMismatch] = []
+    builder = BatchBuilder(merchant_account=merchant_account)
     for row in rows:
-        net = row.net
-        if net is None:  # filtered above; keeps the type narrow
-            continue
-        if row.fee_mismatch is not None and row.fee is not None and row.reported_fee is not None:
-            mismatches.append(FeeMismatch(row.line, row.type, row.psp_reference, row.fee, row.reported_fee))
-        if row.kind == "merchant_payout":
-            paid_out = paid_out - net
-            payout_lines.append(row.line)
-            payout_reference = row.modification_reference or payout_reference
-            paid_at = row.created_at or paid_at
-            continue
-        line = _classify(row, net, batch)
-        target = {"payment": payments, "refund": refunds}.get(line.kind, disputes)
-        if line.kind == "fee":
-            fees.append(line)
-        elif line.kind == "adjustment":
-            adjustments.append(line)
-        else:
-            target.add(line)
-    return BatchSummary(
-        batch_number=batch,
-        merchant_account=account,
-        currency=currency,
-        payments=payments.by_id(),
-        refunds=refunds.by_id(),
-        disputes=tuple(disputes.by_key.values()),
-        fees=tuple(fees),
-        adjustments=tuple(adjustments),
-        paid_out=paid_out,
-        payout_reference=payout_reference,
-        paid_at=paid_at,
-        payout_lines=tuple(payout_lines),
-        mismatches=tuple(mismatches),
-    )
+        builder.add(row)
+    return builder.summary()
 
 
 def split_batches(rows: Iterable[ReportRow]) -> dict[tuple[str, int | None], list[ReportRow]]:

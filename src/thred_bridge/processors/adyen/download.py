@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO
 from urllib.parse import urlsplit
@@ -146,10 +146,3 @@ async def download_report(
         raise
     spool.seek(0)
     return spool
-
-
-def text_lines(spool: IO[bytes]) -> Iterable[str]:
-    """The downloaded file as text lines (UTF-8, BOM dropped, line endings kept for the CSV reader)."""
-    import io
-
-    return io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")

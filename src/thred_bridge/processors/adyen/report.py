@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Context, Decimal
-from types import MappingProxyType
+from functools import lru_cache
 from typing import Literal
 
 from thred_bridge.domain.money import Money, MoneyError, iso_exponent, normalise_currency
@@ -102,6 +102,7 @@ TIMEZONE_OFFSETS_H: dict[str, float] = {
 _WIDE = Context(prec=80)
 
 
+@lru_cache(maxsize=512)
 def _norm(name: str) -> str:
     return " ".join(name.replace("\ufeff", "").split()).casefold()
 
@@ -280,15 +281,39 @@ class _Cells:
         value = self.text(column)
         if value is None:
             return None
-        try:
-            return datetime.strptime(value, "%Y-%m-%d %H:%M:%S")  # naive: the zone is the TimeZone cell
-        except ValueError as exc:
-            raise self.fail(column, f"{value!r} is not YYYY-MM-DD HH:MM:SS") from exc
+        # fromisoformat is ~10x faster than strptime, and the shape check keeps it to this one format.
+        if len(value) == 19 and value[10] == " " and value[4] == value[7] == "-" and value[13] == value[16] == ":":
+            try:
+                return datetime.fromisoformat(value)  # naive: the zone is the TimeZone cell
+            except ValueError:
+                pass
+        raise self.fail(column, f"{value!r} is not YYYY-MM-DD HH:MM:SS")
 
     def by_name(self) -> Mapping[str, str]:
-        return MappingProxyType(
-            {name: self.record[i] if i < len(self.record) else "" for i, name in enumerate(self.header)}
-        )
+        return _ByName(self.header, self.record)
+
+
+class _ByName(Mapping[str, str]):
+    """A row's cells by header name, read from the CSV record when asked: building a dict for each row
+    cost a tenth of the parse, and nothing in the bridge reads it (it is there for what it does not map)."""
+
+    __slots__ = ("_header", "_record")
+
+    def __init__(self, header: list[str], record: list[str]) -> None:
+        self._header, self._record = header, record
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            i = self._header.index(name)
+        except ValueError:
+            raise KeyError(name) from None
+        return self._record[i] if i < len(self._record) else ""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._header)
+
+    def __len__(self) -> int:
+        return len(self._header)
 
 
 def _row(cells: _Cells) -> ReportRow:

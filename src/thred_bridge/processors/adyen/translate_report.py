@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from thred_bridge.domain.money import Money
-from thred_bridge.domain.movements import Charge, DisputeCredit, DisputeDebit, Movement, Party, Refund
+from thred_bridge.domain.movements import Charge, DisputeCredit, DisputeDebit, Movement, Party, Payout, Refund
 from thred_bridge.processors.adyen.batch import BatchLine, BatchSummary
 from thred_bridge.processors.adyen.report import ReportRow
 from thred_bridge.processors.adyen.translate import PROCESSOR
@@ -59,43 +59,54 @@ def _charge_id(row: ReportRow | None) -> str | None:
     return row.psp_reference if row is not None and row.psp_reference else None
 
 
+def line_movements(
+    line: BatchLine, row: ReportRow | None, summary: BatchSummary, fallback_at: datetime
+) -> list[Movement]:
+    """The movements that book one payment, refund or dispute line of the batch (``row``: its first report
+    row, for the date, references and payment method); none for a line with nothing to book (a refund
+    with no payment reference, a zero amount). A reinstatement comes with its payment's charge, which
+    ``records_for`` needs beside it."""
+    at = (row.created_at if row is not None else None) or fallback_at
+    if line.kind == "payment":
+        if line.amount.minor <= 0:
+            return []
+        return [payment_charge(line.object_id, line.amount, line.fee, row, summary, at)]
+    charge_id = _charge_id(row)
+    if charge_id is None:
+        return []
+    if line.kind == "refund":
+        amount = -line.amount
+        if amount.minor <= 0:
+            return []
+        return [Refund(PROCESSOR, line.object_id, charge_id, amount, line.fee, at, "succeeded",
+                       metadata=_metadata(row, summary))]  # fmt: skip
+    if line.kind == "dispute_debit" and line.amount.minor < 0:
+        return [DisputeDebit(PROCESSOR, line.object_id, charge_id, -line.amount, line.fee, at)]
+    if line.kind == "dispute_credit" and line.amount.minor > 0:
+        returned = -line.fee if line.fee.minor < 0 else Money.zero(line.fee.currency)
+        # A reinstatement is booked for the payment's customer: the payment's own records come along
+        # (written only if the bridge never booked it, from this row: the walk-in customer).
+        zero = Money.zero(line.amount.currency)
+        return [
+            payment_charge(charge_id, line.amount, zero, row, summary, at),
+            DisputeCredit(PROCESSOR, line.object_id, charge_id, line.amount, returned, at),
+        ]
+    return []
+
+
+def batch_payout(summary: BatchSummary, *, fallback_at: datetime) -> Payout:
+    """The batch's payout (dated ``fallback_at`` when its MerchantPayout row cannot be placed in time)."""
+    if summary.paid_at is None:
+        summary = replace(summary, paid_at=fallback_at)
+    return to_payout(summary)
+
+
 def report_movements(summary: BatchSummary, rows: Mapping[int, ReportRow], *, fallback_at: datetime) -> list[Movement]:
     """Every movement the batch needs, the payout last. ``rows`` are the batch's rows by line number;
     ``fallback_at`` dates a row whose Creation Date/TimeZone cannot be placed in time (and the payout, if
-    its row cannot)."""
+    its row cannot). (``report_stream`` does the same a row at a time, without holding the rows.)"""
     moved: list[Movement] = []
-    for line in summary.payments.values():
-        row = _first(line, rows)
-        if line.amount.minor > 0:
-            at = (row.created_at if row is not None else None) or fallback_at
-            moved.append(payment_charge(line.object_id, line.amount, line.fee, row, summary, at))
-    for line in summary.refunds.values():
-        row = _first(line, rows)
-        charge_id = _charge_id(row)
-        amount = -line.amount
-        if charge_id is None or amount.minor <= 0:
-            continue
-        at = (row.created_at if row is not None else None) or fallback_at
-        moved.append(
-            Refund(PROCESSOR, line.object_id, charge_id, amount, line.fee, at, "succeeded",
-                   metadata=_metadata(row, summary))
-        )  # fmt: skip
-    for line in summary.disputes:
-        row = _first(line, rows)
-        charge_id = _charge_id(row)
-        if charge_id is None:
-            continue
-        at = (row.created_at if row is not None else None) or fallback_at
-        if line.kind == "dispute_debit" and line.amount.minor < 0:
-            moved.append(DisputeDebit(PROCESSOR, line.object_id, charge_id, -line.amount, line.fee, at))
-        elif line.kind == "dispute_credit" and line.amount.minor > 0:
-            returned = -line.fee if line.fee.minor < 0 else Money.zero(line.fee.currency)
-            # A reinstatement is booked for the payment's customer: the payment's own records come along
-            # (written only if the bridge never booked it, from this row: the walk-in customer).
-            zero = Money.zero(line.amount.currency)
-            moved.append(payment_charge(charge_id, line.amount, zero, row, summary, at))
-            moved.append(DisputeCredit(PROCESSOR, line.object_id, charge_id, line.amount, returned, at))
-    if summary.paid_at is None:
-        summary = replace(summary, paid_at=fallback_at)
-    moved.append(to_payout(summary))
+    for line in (*summary.payments.values(), *summary.refunds.values(), *summary.disputes):
+        moved += line_movements(line, _first(line, rows), summary, fallback_at)
+    moved.append(batch_payout(summary, fallback_at=fallback_at))
     return moved
