@@ -40,27 +40,36 @@ def report_chunks(
     fallback_at: datetime,
     chunk: int = CHUNK_MOVEMENTS,
 ) -> Iterator[list[Movement]]:
-    """The movements that book every batch of ``merchant`` in the report (all batches when None), the
-    payouts last. ``file`` names the report in errors. Raises TranslationError for a report that cannot
-    be read, whose batches do not add up as one batch each, or that holds no batch of ``merchant``."""
+    """The movements that book every batch of ``merchant`` in the report (all batches when None), each
+    batch's payout after its payments. ``file`` names the report in errors. Raises TranslationError for a
+    report that cannot be read, whose batches do not add up as one batch each, or that holds no batch of
+    ``merchant``. (A report holds one batch as a rule; each further batch costs one more pass.)"""
     summaries = _summaries(spool, file, merchant)
-    firsts: dict[int, tuple[BatchSummary, BatchLine]] = {}
-    for summary in summaries:
-        for line in (*summary.payments.values(), *summary.refunds.values(), *summary.disputes):
-            firsts[line.lines[0]] = (summary, line)
+    while summaries:
+        summary = summaries.pop(0)
+        yield from _booked(spool, file, summary, fallback_at, chunk)
+        payout = batch_payout(summary, fallback_at=fallback_at)
+        del summary  # the payout's records are planned while this waits: hold only what they need
+        yield [payout]
+
+
+def _booked(
+    spool: IO[bytes], file: str, summary: BatchSummary, fallback_at: datetime, chunk: int
+) -> Iterator[list[Movement]]:
+    """The batch's payments, refunds and disputes, each at its first row, ``chunk`` movements at a time."""
+    firsts: dict[int, BatchLine] = {}
+    for line in (*summary.payments.values(), *summary.refunds.values(), *summary.disputes):
+        firsts[line.lines[0]] = line
     moved: list[Movement] = []
     for row in _rows(spool, file):
-        found = firsts.pop(row.line, None)
-        if found is None:
+        if row.line not in firsts:
             continue
-        moved += line_movements(found[1], row, found[0], fallback_at)
+        moved += line_movements(firsts.pop(row.line), row, summary, fallback_at)
         if len(moved) >= chunk:
             yield moved
             moved = []
     if moved:
         yield moved
-    for summary in summaries:
-        yield [batch_payout(summary, fallback_at=fallback_at)]
 
 
 def _summaries(spool: IO[bytes], file: str, merchant: str | None) -> list[BatchSummary]:
