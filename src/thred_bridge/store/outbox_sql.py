@@ -67,6 +67,7 @@ _CHILDREN = (
 _PICK: dict[str, Any] = {}
 CLAIM_WINDOW = 256  # due records looked at per step of a claim
 RECORDS_PER_STATEMENT = 500  # records queued per multi-row insert
+LINKS_PER_STATEMENT = 2_000  # parent links per executemany (a payout of 50,000 payments has 50,000)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -156,11 +157,13 @@ class OutboxQueries(TxBase):
         await self.conn.execute(
             delete(record_parents).where(record_parents.c.record_id.in_([record_id for record_id, _, _ in written]))
         )
-        links = [
-            {"record_id": record_id, "connection_id": connection_id, "kind": k, "external_id": e}
-            for record_id, kind, external_id in written
-            for k, e in sorted(_parent_refs(by_key[(kind, external_id)]))
-        ]
+        links: list[dict[str, Any]] = []
+        for record_id, kind, external_id in written:
+            for k, e in sorted(_parent_refs(by_key[(kind, external_id)])):
+                links.append({"record_id": record_id, "connection_id": connection_id, "kind": k, "external_id": e})
+                if len(links) == LINKS_PER_STATEMENT:
+                    await self.conn.execute(insert(record_parents), links)
+                    links = []
         if links:
             await self.conn.execute(insert(record_parents), links)
 
