@@ -65,12 +65,14 @@ class Payouts(Ledger):
         code = "payment_not_found" if kind == "invoice_payment" else "refund_payment_not_found"
         ids: list[str] = getattr(request, field)
         rows = []
+        seen: set[str] = set()  # not ``ids[:n]``: that is quadratic, minutes for a payout of 50,000 payments
         for n, record_id in enumerate(ids):
             row = docs.get(kind, business_id, record_id)
             if row is None:
                 raise not_found(code, "Payment" if kind == "invoice_payment" else "Refund payment", record_id)
-            if record_id in ids[:n]:
+            if record_id in seen:
                 raise invalid(f"{field}.{n}", f"{record_id} is listed twice.")
+            seen.add(record_id)
             if row["currency"] != request.currency:
                 raise invalid(f"{field}.{n}", f"{record_id} is in {row['currency']}, the payout in {request.currency}.")
             if row.get("status") == "cancelled":
