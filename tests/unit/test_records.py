@@ -303,3 +303,25 @@ def test_truncated_suffixed_ids_differ_from_unsuffixed() -> None:
     long_id = "ch_" + "q" * 300
     assert external_id("stripe", long_id) != external_id("stripe", long_id, "line")
     assert len(external_id("stripe", long_id, "line")) == MAX_EXTERNAL_ID
+
+
+def test_a_record_spooled_as_json_reads_back_the_same() -> None:
+    """``record_json``/``record_of``: how a plan spooled to disk reads back (every field, each shape)."""
+    from thred_bridge.domain.record_types import Lookup, record_json, record_of
+
+    planned = [
+        *records_for([charge("ch_1"), charge("ch_2", customer=Party("cus_9", name="Ada"))]),
+        Record(
+            "refund_payment", "stripe_re_1", {"amount_cents": 5, "nested": [{"a": None}]},
+            parents={"refund_id": Ref("refund", "stripe_re_1"), "~payment": Ref("payment", "stripe_ch_1")},
+            idempotency_key="idem-1", parent_path=Ref("refund", "stripe_re_1"),
+            lookups={"customer_id": Lookup("invoice", "inv_123", "customer_id")},
+        ),
+        Record("payout", "stripe_po_1", {"payment_ids": [None]}, parents={"payment_ids.0": Ref("payment", "x")},
+               updatable=True),
+        Record("refund", "stripe_re_2", {}, parents={"id": Ref("refund", "stripe_re_2")}, op="delete"),
+    ]  # fmt: skip
+    for record in planned:
+        line = record_json(record)
+        assert b"\n" not in line
+        assert record_of(line) == record

@@ -50,6 +50,7 @@ class Processing:
         owner: str,
         max_attempts: int,
         lease: timedelta,
+        records_per_transaction: int = RECORDS_PER_TRANSACTION,
     ) -> None:
         self._store = store
         self._connections = connections
@@ -58,6 +59,7 @@ class Processing:
         self.owner = owner
         self._max_attempts = max_attempts
         self._lease = lease
+        self._records_per_transaction = records_per_transaction
 
     async def claim(self, limit: int) -> list[ClaimedEvent]:
         async with self._store.transaction() as tx:
@@ -135,7 +137,7 @@ class Processing:
     async def _finish(self, event: ClaimedEvent, planned: Iterable[Record], connection_id: str) -> bool:
         """Queue the records and mark the event done; a large plan in several transactions (module doc),
         each first checking (and renewing) the lease, so a worker that lost it stops writing."""
-        parts = _parts(planned, RECORDS_PER_TRANSACTION)
+        parts = _parts(planned, self._records_per_transaction)
         held = next(parts, [])
         for following in parts:
             async with self._store.transaction() as tx:
