@@ -296,7 +296,7 @@ class Steps:
         event.listen(self._engine, "before_cursor_execute", self._statement)
 
     def _statement(self, _conn: SyncConnection, _cursor: object, statement: str, *_args: object) -> None:
-        if statement.startswith("INSERT INTO records"):  # 500 records a statement, 5,000 a transaction
+        if statement.startswith("INSERT INTO records"):  # 500 records a statement, 2,000 a transaction
             self.record_statements += 1
             if self.record_statements == 1:
                 rss = round(rss_bytes() / MB, 1)
@@ -635,7 +635,7 @@ def render(report: dict[str, Any]) -> str:
         ("  download", f"{_fmt(t['download'], '.2f')} s"),
         ("  read + summarise (first pass)", f"{_fmt(t['first_pass_summarise'], '.2f')} s"),
         ("  read + translate + plan (second pass)", f"{_fmt(t['second_pass_translate_and_plan'], '.2f')} s"),
-        ("  store the outbox (5,000 records a transaction)", f"{_fmt(t['store_outbox'], '.2f')} s"),
+        ("  store the outbox (2,000 records a transaction)", f"{_fmt(t['store_outbox'], '.2f')} s"),
         ("  = event processed at", f"{_fmt(t['event_processed'], '.2f')} s"),
         ("  dispatch (records → Thred)", f"{_fmt(t['dispatch'])} s"),
         ("Thred requests", f"{req['thred']['requests']:,}"),

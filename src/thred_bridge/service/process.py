@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import timedelta
+from itertools import islice
 
 import structlog
 
@@ -33,7 +34,7 @@ from thred_bridge.service.ports import Clock, Store
 
 log = structlog.get_logger("thred_bridge.process")
 
-RECORDS_PER_TRANSACTION = 5_000
+RECORDS_PER_TRANSACTION = 2_000
 PLAN_IN_THREAD_ABOVE = 1_000
 
 
@@ -137,16 +138,17 @@ class Processing:
     async def _finish(self, event: ClaimedEvent, planned: Iterable[Record], connection_id: str) -> bool:
         """Queue the records and mark the event done; a large plan in several transactions (module doc),
         each first checking (and renewing) the lease, so a worker that lost it stops writing."""
-        parts = _parts(planned, self._records_per_transaction)
-        held = next(parts, [])
-        for following in parts:
+        size = self._records_per_transaction
+        records = iter(planned)
+        part = list(islice(records, size))
+        for following in records:  # one more record: this part is not the last
             async with self._store.transaction() as tx:
                 if not await tx.renew_event(event.id, self.owner, self._clock() + self._lease):
                     return False
-                await tx.add_records(connection_id, held, event.id, self._clock())
-            held = following
+                await tx.add_records(connection_id, part, event.id, self._clock())
+            part = [following, *islice(records, size - 1)]
         async with self._store.transaction() as tx:
-            return await tx.finish_event(event.id, self.owner, self._clock(), held, connection_id)
+            return await tx.finish_event(event.id, self.owner, self._clock(), part, connection_id)
 
     async def _unroute(self, event: ClaimedEvent) -> str:
         error = (
@@ -173,14 +175,3 @@ async def _plan(moved: Sequence[Movement] | MovementStream) -> Sequence[Record] 
     if len(moved) > PLAN_IN_THREAD_ABOVE:
         return await asyncio.to_thread(records_for, moved)
     return records_for(moved)
-
-
-def _parts(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    part: list[Record] = []
-    for record in records:
-        part.append(record)
-        if len(part) == size:
-            yield part
-            part = []
-    if part:
-        yield part
