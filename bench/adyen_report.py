@@ -42,6 +42,7 @@ if not __package__:  # run as a file: import ``bench.*`` from the repository roo
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import random
@@ -312,6 +313,42 @@ class Steps:
         return next((m["t"] for m in self.marks if m["step"] == step), None)
 
 
+class LoopLag:
+    """How late the event loop wakes a 10 ms sleep, all run long: what a webhook answered by this process
+    would wait for while the worker downloads, plans and stores the report (the planning runs in a thread)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []  # (when, lag s)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            self.samples.append((now, now - start - 0.01))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def summary(self, start: float, end: float | None) -> dict[str, Any]:
+        lags = sorted(lag for at, lag in self.samples if at >= start and (end is None or at <= end))
+        if not lags:
+            return {"n": 0}
+        return {
+            "n": len(lags),
+            "p50_ms": round(1000 * lags[len(lags) // 2], 2),
+            "p99_ms": round(1000 * lags[min(len(lags) - 1, int(len(lags) * 0.99))], 2),
+            "max_ms": round(1000 * lags[-1], 2),
+        }
+
+
 async def _payout_status(bridge: Bridge, connection_id: str) -> str | None:
     """The payout record's status (None before the event is processed): one lookup by the unique key."""
     async with bridge.store.engine.connect() as conn:
@@ -431,6 +468,8 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
         steps.install()
         sampler = RssSampler(args.rss_interval)
         sampler.start()
+        lag = LoopLag()
+        lag.start()
         await asyncio.sleep(0.3)  # a baseline
         stop = asyncio.Event()
         worker = asyncio.create_task(bridge.worker(concurrency=args.concurrency).run(stop))
@@ -476,6 +515,7 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
                 sql_stats.close()
             steps.uninstall()
             sampler.stop()
+            await lag.stop()
 
         facts = await db_facts(bridge, connection.id, wall0)
         reports = await http_json(info["report_url"] + STATS_PATH)
@@ -562,6 +602,10 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
     result["cpu_s"]["measured_pct_of_one_cpu"] = round(100 * cpu / window, 1) if window else None
     result["cpu_s"]["server_pct_of_one_cpu"] = round(100 * server_cpu / window, 1) if window else None
     result["memory"] = _memory(sampler, t0, t_end, processed_s, heap)
+    result["event_loop_lag"] = {
+        "processing": lag.summary(t0, t0 + processed_s if processed_s is not None else None),
+        "dispatching": lag.summary(t0 + processed_s, t_end) if processed_s is not None else {"n": 0},
+    }
     if sql_stats is not None:
         result["sql"] = sql_stats.summary()
     if args.until == "processed":
@@ -641,6 +685,8 @@ def render(report: dict[str, Any]) -> str:
         ("Thred requests", f"{req['thred']['requests']:,}"),
         ("records (by kind: records/sent/attempts)", f"{db['records_total']:,} "
          + ", ".join(f"{k} {v['records']}/{v['sent']}/{v['attempts']}" for k, v in db["records"].items())),
+        ("event-loop lag while processing: p99 / max", f"{r['event_loop_lag']['processing'].get('p99_ms')} / "
+         f"{r['event_loop_lag']['processing'].get('max_ms')} ms"),
         ("peak RSS ru_maxrss", f"{mem['ru_maxrss_mb']:.0f} MB"),
         ("RSS before / peak processing / peak dispatching / end",
          f"{mem['rss_before_event_mb']:.0f} / {mem['rss_peak_processing_mb']:.0f} / "
@@ -655,7 +701,7 @@ def render(report: dict[str, Any]) -> str:
         ("check", {True: "OK", False: "FAILED", None: "skipped"}[check["ok"]]),
     ]  # fmt: skip
     if "tracemalloc_peak_mb" in mem:
-        rows.insert(12, ("Python heap peak (tracemalloc)", f"{mem['tracemalloc_peak_mb']:.0f} MB"))
+        rows.insert(13, ("Python heap peak (tracemalloc)", f"{mem['tracemalloc_peak_mb']:.0f} MB"))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)

@@ -91,20 +91,9 @@ def _deep_copy(value: Any) -> Any:
 
 
 def record_json(record: Record) -> bytes:
-    """``record`` as one line of JSON (no newline), for a plan spooled to disk; :func:`record_of` reads it."""
-    return orjson.dumps(
-        {
-            "kind": record.kind,
-            "external_id": record.external_id,
-            "body": record.body,
-            "parents": {path: [ref.kind, ref.external_id] for path, ref in record.parents.items()},
-            "idempotency_key": record.idempotency_key,
-            "parent_path": [record.parent_path.kind, record.parent_path.external_id] if record.parent_path else None,
-            "op": record.op,
-            "updatable": record.updatable,
-            "lookups": {path: [spec.kind, spec.thred_id, spec.field] for path, spec in record.lookups.items()},
-        }
-    )
+    """``record`` as one line of JSON, newline included, for a plan spooled to disk; :func:`record_of` reads
+    it. orjson writes the dataclasses itself: building dicts first cost 18 MB for a payout's 50,000 parents."""
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def record_of(line: bytes) -> Record:
@@ -115,10 +104,10 @@ def record_of(line: bytes) -> Record:
         kind=data["kind"],
         external_id=data["external_id"],
         body=data["body"],
-        parents={path: Ref(kind, ext) for path, (kind, ext) in data["parents"].items()},
+        parents={path: Ref(**ref) for path, ref in data["parents"].items()},
         idempotency_key=data["idempotency_key"],
-        parent_path=Ref(parent_path[0], parent_path[1]) if parent_path else None,
+        parent_path=Ref(**parent_path) if parent_path else None,
         op=data["op"],
         updatable=data["updatable"],
-        lookups={path: Lookup(kind, thred_id, at) for path, (kind, thred_id, at) in data["lookups"].items()},
+        lookups={path: Lookup(**spec) for path, spec in data["lookups"].items()},
     )

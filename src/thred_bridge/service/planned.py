@@ -28,7 +28,7 @@ class PlannedRecords:
 
     def extend(self, records: Iterable[Record]) -> None:
         for record in records:
-            self._file.write(record_json(record) + b"\n")
+            self._file.write(record_json(record))
             self._count += 1
 
     def __len__(self) -> int:
@@ -49,7 +49,10 @@ def plan_stream(stream: MovementStream) -> PlannedRecords:
     planned = PlannedRecords()
     try:
         for chunk in stream.chunks:
-            planned.extend(records_for(chunk))
+            records = records_for(chunk)
+            del chunk  # the movements, before their records are written (a payout's are tens of MB)
+            planned.extend(records)
+            del records
     except BaseException:
         planned.close()
         raise

@@ -45,12 +45,12 @@ def report_chunks(
     report that cannot be read, whose batches do not add up as one batch each, or that holds no batch of
     ``merchant``. (A report holds one batch as a rule; each further batch costs one more pass.)"""
     summaries = _summaries(spool, file, merchant)
+    summaries.reverse()
     while summaries:
-        summary = summaries.pop(0)
-        yield from _booked(spool, file, summary, fallback_at, chunk)
-        payout = batch_payout(summary, fallback_at=fallback_at)
-        del summary  # the payout's records are planned while this waits: hold only what they need
-        yield [payout]
+        yield from _booked(spool, file, summaries[-1], fallback_at, chunk)
+        # The batch leaves ``summaries`` as its payout is made, so while the payout's records are planned
+        # this generator holds neither (the planner drops the payout once it has its records).
+        yield [batch_payout(summaries.pop(), fallback_at=fallback_at)]
 
 
 def _booked(

@@ -27,7 +27,9 @@ _ITEM_KIND: dict[LineKind, PayoutItemKind] = {
 
 def to_payout_item(line: BatchLine) -> PayoutItem:
     """One batch line → a :class:`PayoutItem` (same sign and fee conventions)."""
-    return PayoutItem(_ITEM_KIND[line.kind], line.object_id, line.amount, line.fee, line.description)
+    # A payment's description is left out: Thred's payout has no field for it, and made for each of 50,000
+    # payments it was a tenth of the payout's memory. Fee and adjustment rows keep their text.
+    return PayoutItem(_ITEM_KIND[line.kind], line.object_id, line.amount, line.fee, line.text or "")
 
 
 def to_payout(summary: BatchSummary, *, account: str | None = None) -> Payout:
