@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from itertools import islice
 
@@ -140,13 +140,19 @@ class Processing:
         each first checking (and renewing) the lease, so a worker that lost it stops writing."""
         size = self._records_per_transaction
         records = iter(planned)
-        part = list(islice(records, size))
-        for following in records:  # one more record: this part is not the last
+
+        async def take(n: int) -> list[Record]:
+            if isinstance(planned, PlannedRecords):  # file reads and JSON decoding: off the event loop
+                return await asyncio.to_thread(_take, records, n)
+            return _take(records, n)
+
+        part = await take(size)
+        while following := await take(1):  # one more record: this part is not the last
             async with self._store.transaction() as tx:
                 if not await tx.renew_event(event.id, self.owner, self._clock() + self._lease):
                     return False
                 await tx.add_records(connection_id, part, event.id, self._clock())
-            part = [following, *islice(records, size - 1)]
+            part = following + await take(size - 1)
         async with self._store.transaction() as tx:
             return await tx.finish_event(event.id, self.owner, self._clock(), part, connection_id)
 
@@ -175,3 +181,7 @@ async def _plan(moved: Sequence[Movement] | MovementStream) -> Sequence[Record] 
     if len(moved) > PLAN_IN_THREAD_ABOVE:
         return await asyncio.to_thread(records_for, moved)
     return records_for(moved)
+
+
+def _take(records: Iterator[Record], n: int) -> list[Record]:
+    return list(islice(records, n))
