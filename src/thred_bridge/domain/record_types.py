@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import orjson
 
+from thred_bridge.domain import json_codec
+
 Kind = Literal["customer", "invoice", "payment", "refund", "refund_payment", "payout"]
 ORDER: tuple[Kind, ...] = ("customer", "invoice", "payment", "refund", "refund_payment", "payout")
 
@@ -98,7 +100,7 @@ def record_json(record: Record) -> bytes:
 
 def record_of(line: bytes) -> Record:
     """The :class:`Record` that :func:`record_json` wrote."""
-    data = orjson.loads(line)
+    data = json_codec.loads(line)  # a payout's line is megabytes
     parent_path = data["parent_path"]
     return Record(
         kind=data["kind"],

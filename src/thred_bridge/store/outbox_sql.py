@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy import Integer, and_, bindparam, delete, exists, insert, or_, select, tuple_, update
 from sqlalchemy.engine import Row
 
+from thred_bridge.domain import json_codec
 from thred_bridge.domain.queue import ClaimedRecord
 from thred_bridge.domain.records import Lookup, Record
 from thred_bridge.store.tables import UTCDateTime, connections, events, record_parents, records
@@ -248,8 +249,8 @@ class OutboxQueries(TxBase):
         return [await self._claimed(row) for row in rows]
 
     async def _claimed(self, row: Row[Any]) -> ClaimedRecord:
-        parents: dict[str, list[str]] = orjson.loads(row.parents)
-        body = orjson.loads(row.body)
+        parents: dict[str, list[str]] = json_codec.loads(row.parents)  # a payout's are megabytes
+        body = json_codec.loads(row.body)
         lookups = {path: Lookup(*spec) for path, spec in body.pop(LOOKUPS, {}).items()}
         parent_path = orjson.loads(row.parent_path) if row.parent_path else None
         ids = await self._thred_ids(row.id)
@@ -275,7 +276,7 @@ class OutboxQueries(TxBase):
         rows = await self.conn.execute(_PARENT_IDS, {"record_id": record_id})
         # ``status`` is tested here, not in SQL: given ``parent.status = 'sent'``, SQLite's planner walked
         # ix_records_due over every sent record for each claim instead of the parents' unique keys.
-        return {(r.kind, r.external_id): r.thred_id for r in rows.all() if r.status == "sent"}
+        return {(r.kind, r.external_id): r.thred_id for r in rows if r.status == "sent"}
 
     async def record_sent(
         self, record_id: int, thred_id: str | None, now: datetime, *, children_limit: int | None = None

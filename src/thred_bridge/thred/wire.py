@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import orjson
 
+from thred_bridge.domain import json_codec
 from thred_bridge.errors import ThredAuthError, ThredError, ThredUnavailableError
 
 Kind = Literal["customer", "invoice", "payment", "refund", "refund_payment", "payout"]
@@ -112,8 +113,8 @@ def delete_route(
 
 
 def _loads(body: bytes) -> Any:
-    """The JSON in ``body``; raises ``orjson.JSONDecodeError`` (a ValueError)."""
-    return orjson.loads(body)
+    """The JSON in ``body`` (a payout's answer lists every payment: ``json_codec``); raises a ValueError."""
+    return json_codec.loads(body)
 
 
 def parse_json(status: int, body: bytes) -> Any:
