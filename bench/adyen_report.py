@@ -18,10 +18,13 @@ metering, RSS sampler, database, polling, payout check).
    the test HMAC key), then verifies and stores ONE signed REPORT_AVAILABLE item through the Adyen processor
    and the inbox, and polls until nothing waits (``--until payout``) or until the event is processed
    (``--until processed``: no dispatch; for ``--tracemalloc`` runs).
-3. Timings: until claimed, download (the processor's ``download_report``), parse (the rows read), summarise
-   + translate (``summarise_batch`` + ``report_movements``), plan the records (``records_for``), the outbox
-   transaction, dispatch (records → Thred) until the payout is sent — from wrappers installed on the Adyen
-   processor's module functions (bench only, nothing in src/ changes) and the database's own timestamps.
+3. Timings: until claimed, download (the processor's ``download_report``), the first pass over the file (every
+   batch summed: until ``report_chunks`` gives its first chunk), the second pass (translated and planned to
+   the spool, in the worker's thread: until ``plan_stream`` returns), storing the outbox (2,000 records a
+   transaction, from the first ``INSERT INTO records`` to the event done), dispatch (records → Thred) until
+   the payout is sent — from wrappers installed on the module functions (bench only, nothing in src/
+   changes) and the database's own timestamps. The event loop's lag (a 10 ms sleep's overshoot) while the
+   event is processed and while records are dispatched: what webhooks answered by this process would wait.
    Memory: ``ru_maxrss`` and RSS every 100 ms (processing vs dispatching), RSS at each step; with
    ``--tracemalloc`` the Python heap at each step, its peak within each step, and the top allocation sites
    (by line and by file) at each step — to see where a high peak comes from.
