@@ -138,7 +138,7 @@ class ThredClient:
                 raise
             _log.info("thred.create.conflict_resolved", extra={"kind": kind, "business_id": business_id})
             return Created(id=str(found["id"]), created=False, body=found)
-        record = wire.parse_created(kind, response.content)
+        record = wire.parse_created(kind, response.content, shallow=True)  # a payout's answer lists every payment
         return Created(id=str(record["id"]), created=response.status_code == 201, body=record)
 
     async def find_by_external_id(
