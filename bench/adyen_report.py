@@ -102,6 +102,7 @@ from thred_bridge import testing
 from thred_bridge.bootstrap import Bridge, open_bridge
 from thred_bridge.domain.movements import Movement
 from thred_bridge.domain.queue import Connection
+from thred_bridge.malloc import return_large_blocks
 from thred_bridge.observe import configure_logging
 from thred_bridge.processors.adyen import sync
 from thred_bridge.processors.adyen.download import DEFAULT_MAX_REPORT_BYTES, download_report
@@ -429,6 +430,7 @@ class Waiter:
 
 async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, server_pid: int) -> dict[str, Any]:
     held = info["held"]
+    return_large_blocks()  # as ``thred-bridge worker`` and ``serve`` do at start (``thred_bridge.malloc``)
     config = Settings.model_validate(
         {
             "BRIDGE_DATABASE_URL": db_url,

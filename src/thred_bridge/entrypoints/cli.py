@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from thred_bridge import __version__
 from thred_bridge.errors import BridgeError, ConfigError, SchemaOutdatedError, UnknownConnectionError
+from thred_bridge.malloc import return_large_blocks
 from thred_bridge.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -132,6 +133,7 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return_large_blocks()  # a long-lived process: memory of a large report goes back once it is done
     parser = _parser()
     args = parser.parse_args(argv)
     try:
