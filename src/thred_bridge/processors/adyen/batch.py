@@ -44,8 +44,8 @@ class BatchLine:
     for payment rows and the net for fee and adjustment rows; ``fee`` is what Adyen kept on it (+).
     ``amount − fee`` is its contribution to the payout. ``lines`` are the report rows behind it.
 
-    Held as integers, and a payment's description made when asked: a batch of 50,000 payments keeps
-    50,000 lines while its report is read, and two Money objects and a text each were a third of that.
+    Held as integers, without a text for payments: a batch of 50,000 payments keeps 50,000 lines while its
+    report is read, and two Money objects and a description each were a third of that.
     """
 
     kind: LineKind
@@ -78,17 +78,8 @@ class BatchLine:
 
     @property
     def description(self) -> str:
-        return self.text if self.text is not None else f"{_NAMES[self.kind]} {self.object_id}"
-
-
-_NAMES: dict[LineKind, str] = {
-    "payment": "Settled",
-    "refund": "Refunded",
-    "dispute_debit": "Chargeback",
-    "dispute_credit": "ChargebackReversed",
-    "fee": "Fee",
-    "adjustment": "Adjustment",
-}
+        """A fee or adjustment row's text; empty for payments, refunds and disputes (no Thred field reads it)."""
+        return self.text or ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,7 @@ _ITEM_KIND: dict[LineKind, PayoutItemKind] = {
 
 def to_payout_item(line: BatchLine) -> PayoutItem:
     """One batch line → a :class:`PayoutItem` (same sign and fee conventions)."""
-    # A payment's description is left out: Thred's payout has no field for it, and made for each of 50,000
-    # payments it was a tenth of the payout's memory. Fee and adjustment rows keep their text.
-    return PayoutItem(_ITEM_KIND[line.kind], line.object_id, line.amount, line.fee, line.text or "")
+    return PayoutItem(_ITEM_KIND[line.kind], line.object_id, line.amount, line.fee, line.description)
 
 
 def to_payout(summary: BatchSummary, *, account: str | None = None) -> Payout:
