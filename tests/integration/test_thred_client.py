@@ -16,6 +16,7 @@ import orjson
 import pytest
 from freezegun import freeze_time
 
+from thred_bridge.domain import json_codec
 from thred_bridge.errors import ThredAuthError, ThredError, ThredUnavailableError
 from thred_bridge.thred.client import Created, ThredClient
 
@@ -203,6 +204,23 @@ def fake(clock: Clock) -> FakeThred:
 async def client(fake: FakeThred, clock: Clock) -> AsyncIterator[ThredClient]:
     async with ThredClient(BASE, PARTNER, KEY, transport=httpx.MockTransport(fake), clock=clock) as thred:
         yield thred
+
+
+def streamed(status: int, document: bytes, chunk: int = 65_536) -> httpx.Response:
+    """An answer sent in chunks, as a large one arrives over a socket."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for at in range(0, len(document), chunk):
+            yield document[at : at + chunk]
+
+    return httpx.Response(status, content=chunks(), headers={"Content-Type": "application/json"})
+
+
+def payout_answer(n: int) -> dict[str, Any]:
+    """A payout as Thred answers it: a summary of every payment it settles (large for a large payout)."""
+    summaries = [{"id": f"pay_{i}", "external_id": f"adyen_{i}", "customer": {"name": "Walk-in"}} for i in range(n)]
+    return {"id": "po_1", "external_id": "adyen_batch_1", "payment_ids": [s["id"] for s in summaries],
+            "payments": summaries, "amount_variance_cents": 0}  # fmt: skip
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -516,3 +534,41 @@ async def test_cross_origin_redirect_is_refused(clock: Clock) -> None:
         ):
             await thred.get(B1, "customer", "c")
     assert seen == [f"{BASE}/v1/platform/oauth2/token/"]
+
+
+@pytest.mark.anyio
+async def test_a_large_answer_is_read_for_its_top_level(client: ThredClient, fake: FakeThred) -> None:
+    """A payout's answer lists every payment it settles (12 MB for 50,000): the record comes back with its
+    top-level fields, nested lists and objects left out, and the chunks are not held."""
+    answer = orjson.dumps(payout_answer(20_000))
+    assert len(answer) > json_codec.LARGE
+    fake.faults.append(streamed(201, answer))
+    created = await client.create(B1, "payout", {"external_id": "adyen_batch_1"})
+    assert (created.id, created.created) == ("po_1", True)
+    assert created.body == {"id": "po_1", "external_id": "adyen_batch_1", "payment_ids": None, "payments": None,
+                            "amount_variance_cents": 0}  # fmt: skip
+    fake.faults.append(streamed(200, orjson.dumps(payout_answer(10)), chunk=7))  # small: read whole
+    small = await client.create(B1, "payout", {"external_id": "adyen_batch_1"})
+    assert (small.created, len(small.body["payments"])) == (False, 10)
+
+
+@pytest.mark.anyio
+async def test_a_large_wrapped_answer_is_looked_up(client: ThredClient, fake: FakeThred) -> None:
+    """Read for its top level, a large answer that wraps its record has no id there: the record is found by its
+    external id instead, exactly."""
+    fake.seed(B1, "payouts/", 3)
+    fake.records[(B1, "payouts/")].append({"id": "po_9", "external_id": "adyen_batch_9"})
+    fake.faults.append(streamed(201, orjson.dumps({"payout": payout_answer(20_000)})))
+    created = await client.create(B1, "payout", {"external_id": "adyen_batch_9"})
+    assert (created.id, created.created) == ("po_9", True)
+    fake.faults.append(streamed(201, orjson.dumps({"payout": payout_answer(20_000)})))
+    with pytest.raises(ThredError, match="no record id"):
+        await client.create(B1, "payout", {"external_id": "adyen_batch_404"})
+
+
+@pytest.mark.anyio
+async def test_a_large_answer_cut_short_is_an_error(client: ThredClient, fake: FakeThred) -> None:
+    answer = orjson.dumps(payout_answer(20_000))
+    fake.faults.append(streamed(201, answer[: len(answer) // 2]))
+    with pytest.raises(ThredError, match=r"answer to POST /v1/platform/businesses/b-0001/payouts/ is not JSON"):
+        await client.create(B1, "payout", {"external_id": "adyen_batch_1"})

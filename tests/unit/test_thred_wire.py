@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from thred_bridge.domain import json_codec
 from thred_bridge.errors import ThredAuthError, ThredError, ThredUnavailableError
 from thred_bridge.thred import wire
 
@@ -261,21 +260,6 @@ def test_wrapped_and_flat_payment() -> None:
     assert wire.parse_created("payment", body({"payment": record})) == record
     assert wire.parse_created("payment", body(record)) == record
     assert wire.parse_created("customer", {"customer": {"id": "c1"}}) == {"id": "c1"}
-
-
-def test_a_large_answer_keeps_its_top_level_fields_when_shallow() -> None:
-    """A payout's answer lists a summary of every payment: read shallow, only the top level is kept."""
-    summaries = [{"id": f"pay_{n}", "external_id": f"adyen_{n}", "customer_name": "Walk-in"} for n in range(6000)]
-    payout = {"id": "po_1", "amount_variance_cents": 0, "payment_ids": [s["id"] for s in summaries]}
-    answer = body({**payout, "payments": summaries, "meta": {"id": "not the record"}})
-    assert len(answer) > json_codec.LARGE
-    shallow = wire.parse_created("payout", answer, shallow=True)
-    assert shallow == {**payout, "payments": [None] * 6000, "meta": None}
-    assert wire.parse_created("payout", answer)["payments"] == summaries  # whole when not shallow
-    wrapped = body({"payout": {**payout, "payments": summaries}})  # no top-level id: read whole
-    assert wire.parse_created("payout", wrapped, shallow=True)["payments"] == summaries
-    with pytest.raises(ThredError, match="not a JSON object"):
-        wire.parse_created("payout", body([payout] * 3000), shallow=True)
 
 
 def test_record_without_id_is_refused() -> None:

@@ -26,6 +26,8 @@ import httpx
 import orjson
 
 from thred_bridge import __version__
+from thred_bridge.domain import json_codec
+from thred_bridge.domain.json_top import TopLevel
 from thred_bridge.errors import ConfigError, ThredAuthError, ThredError, ThredUnavailableError
 from thred_bridge.thred import wire
 from thred_bridge.thred.wire import KINDS, Created, Kind
@@ -35,6 +37,8 @@ __all__ = ["KINDS", "Created", "Kind", "ThredClient"]
 _log = logging.getLogger(__name__)
 _PARTNER: Final = None  # token-cache key of the partner token; business tokens are keyed by business id
 _REDIRECTS: Final = frozenset({301, 302, 307, 308})
+_BODY_HEADERS: Final = frozenset({"content-length", "content-encoding", "transfer-encoding"})
+TOP_LEVEL_ONLY: Final = "thred_bridge.top_level_only"  # in a response's extensions: read for its top level
 _Record = dict[str, Any]
 
 
@@ -128,7 +132,7 @@ class ThredClient:
         path = wire.path_for(kind, business_id, parent_id)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         try:
-            response = await self._authed("POST", path, business_id, json=body, headers=headers)
+            response = await self._authed("POST", path, business_id, json=body, headers=headers, top_level=True)
         except ThredError as exc:
             external_id = body.get("external_id")
             if exc.status != 409 or kind == "payout" or not isinstance(external_id, str) or not external_id:
@@ -138,7 +142,17 @@ class ThredClient:
                 raise
             _log.info("thred.create.conflict_resolved", extra={"kind": kind, "business_id": business_id})
             return Created(id=str(found["id"]), created=False, body=found)
-        record = wire.parse_created(kind, response.content, shallow=True)  # a payout's answer lists every payment
+        try:
+            record = wire.parse_created(kind, response.content)
+        except ThredError:
+            external_id = body.get("external_id")
+            if not response.extensions.get(TOP_LEVEL_ONLY) or not isinstance(external_id, str) or not external_id:
+                raise
+            # A large answer was read for its top level, and the record is wrapped below it: look it up.
+            found = await self.find_by_external_id(business_id, kind, external_id, parent_id=parent_id)
+            if found is None:
+                raise
+            record = found
         return Created(id=str(record["id"]), created=response.status_code == 201, body=record)
 
     async def find_by_external_id(
@@ -314,15 +328,19 @@ class ThredClient:
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        top_level: bool = False,
     ) -> httpx.Response:
-        """Send with the scope's bearer token; on a 401 re-authenticate and retry once. 2xx only."""
+        """Send with the scope's bearer token; on a 401 re-authenticate and retry once. 2xx only.
+
+        ``top_level``: a successful answer above ``json_codec.LARGE`` is read for its top level only
+        (:class:`~thred_bridge.domain.json_top.TopLevel`) and its ``extensions`` say so."""
         content = None if json is None else orjson.dumps(json, default=_json_default)
         for attempt in (1, 2):
             token = await self._token(scope)
             sent = {**(headers or {}), "Authorization": f"Bearer {token.value}"}
             if content is not None:
                 sent["Content-Type"] = "application/json"
-            response = await self._send(method, path, sent, content, params)
+            response = await self._send(method, path, sent, content, params, top_level=top_level)
             if response.status_code != 401 or attempt == 2:
                 break
             _log.info("thred.reauth", extra={"method": method, "path": path})
@@ -338,15 +356,17 @@ class ThredClient:
         headers: Mapping[str, str],
         content: bytes | None,
         params: Mapping[str, str] | None,
+        *,
+        top_level: bool = False,
     ) -> httpx.Response:
         """One exchange (plus at most one same-origin redirect); transport failures become transient."""
         try:
             request = self._http.build_request(method, path, headers=headers, content=content, params=params)
-            response = await self._http.send(request)
+            response = await self._exchange(request, top_level)
             if response.status_code in _REDIRECTS and self._same_origin(request, response):
                 target = request.url.join(response.headers["location"])
                 request = httpx.Request(method, target, headers=request.headers, content=content)
-                response = await self._http.send(request)
+                response = await self._exchange(request, top_level)
         except httpx.TimeoutException as exc:
             message = f"Thred timed out after {self._timeout} s on {method} {path} ({type(exc).__name__})"
             raise ThredUnavailableError(message) from None
@@ -354,6 +374,36 @@ class ThredClient:
             message = f"Thred unreachable on {method} {path}: {type(exc).__name__}: {exc}"
             raise ThredUnavailableError(message) from None
         return response
+
+    async def _exchange(self, request: httpx.Request, top_level: bool) -> httpx.Response:
+        """Send and read the answer: whole, or with ``top_level`` a large successful one for its top level only
+        (a payout's answer lists every payment it settles: 12 MB for 50,000, of which the bridge reads the id)."""
+        if not top_level:
+            return await self._http.send(request)
+        response = await self._http.send(request, stream=True)
+        try:
+            if not response.is_success:
+                await response.aread()
+                return response
+            reader = TopLevel(json_codec.LARGE)
+            async for chunk in response.aiter_bytes():
+                reader.feed(chunk)
+        finally:
+            await response.aclose()
+        if reader.whole:
+            body = reader.body()
+        elif reader.ok:
+            body = reader.body()
+            _log.debug("thred.answer.top_level", extra={"url": str(request.url.path)})
+        else:
+            raise ThredError(
+                f"Thred's answer to {request.method} {request.url.path} is not JSON", status=response.status_code
+            )
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+        return httpx.Response(
+            response.status_code, headers=headers, content=body, request=request,
+            extensions={**response.extensions, TOP_LEVEL_ONLY: not reader.whole},
+        )  # fmt: skip
 
     def _same_origin(self, request: httpx.Request, response: httpx.Response) -> bool:
         location = response.headers.get("location")

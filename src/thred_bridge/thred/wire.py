@@ -15,7 +15,6 @@ with itself (CONTRACT.md §12), so every parser here reads each documented shape
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -136,14 +135,10 @@ def _as_object(body: bytes | Mapping[str, Any], what: str) -> Mapping[str, Any]:
     return data
 
 
-def parse_created(kind: str, body: bytes | Mapping[str, Any], *, shallow: bool = False) -> dict[str, Any]:
-    """The record in a create or get answer, unwrapping ``{"payment": {...}}`` and the like.
-
-    ``shallow``: an answer above ``json_codec.LARGE`` whose top level is the record keeps only its top-level
-    fields, nested objects None (:func:`_top_level`). Raises ThredError if no record with an ``id`` is found.
-    """
-    top = _top_level(body) if shallow and isinstance(body, bytes) and len(body) > json_codec.LARGE else None
-    data = top if top is not None else _as_object(body, f"the {kind} answer")
+def parse_created(kind: str, body: bytes | Mapping[str, Any]) -> dict[str, Any]:
+    """The record in a create or get answer, unwrapping ``{"payment": {...}}`` and the like. Raises ThredError if
+    no record with an ``id`` is found."""
+    data = _as_object(body, f"the {kind} answer")
     if "id" not in data:
         for key in (kind, "payment", "data", "result"):
             inner = data.get(key)
@@ -154,26 +149,6 @@ def parse_created(kind: str, body: bytes | Mapping[str, Any], *, shallow: bool =
     if isinstance(record_id, bool) or not isinstance(record_id, str | int) or record_id == "":
         raise ThredError(f"the {kind} answer has no record id (keys: {', '.join(sorted(data)) or 'none'})")
     return dict(data)
-
-
-def _top_level(body: bytes) -> dict[str, Any] | None:
-    """A large answer's top-level fields, every nested object read and dropped as the parser meets it (None in
-    its place): a payout's answer lists a summary of each payment it settles (12 MB of JSON for 50,000), and
-    parsed whole it held ~50 MB for the one id the bridge reads. None unless the top level is an object with
-    an ``id`` (a wrapped record is read whole)."""
-    if body[:64].lstrip()[:1] != b"{":
-        return None
-    latest: list[list[tuple[str, Any]]] = []
-
-    def keep_latest(pairs: list[tuple[str, Any]]) -> None:
-        latest[:] = [pairs]  # the top-level object is the last one the parser closes
-
-    try:
-        json.loads(body, object_pairs_hook=keep_latest)
-    except ValueError:
-        return None
-    top = dict(latest[0]) if latest else {}
-    return top if "id" in top else None
 
 
 def parse_page(body: bytes | Mapping[str, Any] | list[Any]) -> tuple[list[dict[str, Any]], bool]:
