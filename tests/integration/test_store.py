@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from thred_bridge.domain.queue import Notice
 from thred_bridge.domain.records import Record, Ref
 from thred_bridge.store import schema
-from thred_bridge.store.outbox_sql import CLAIM_WINDOW
+from thred_bridge.store.outbox_sql import CLAIM_WINDOW, STREAM_PARENTS_ABOVE
 from thred_bridge.store.sql import SqlStore
 from thred_bridge.store.tables import record_parents, records
 
@@ -170,7 +170,7 @@ async def test_many_records_at_once_keep_first_plans_and_latest_payout(store: Sq
 
 async def test_a_payout_of_thousands_of_payments_is_claimed_with_every_id(store: SqlStore) -> None:
     await add(store, notice("evt_1"))
-    payments = [Record("payment", f"stripe_ch_{i}", {"amount_cents": 1}) for i in range(1500)]
+    payments = [Record("payment", f"stripe_ch_{i}", {"amount_cents": 1}) for i in range(1500)]  # read in pages
     payout = Record(
         "payout", "stripe_po_1", {"payment_ids": [None] * 1500},
         parents={f"payment_ids.{i}": Ref("payment", p.external_id) for i, p in enumerate(payments)},
@@ -187,6 +187,46 @@ async def test_a_payout_of_thousands_of_payments_is_claimed_with_every_id(store:
     assert claimed.kind == "payout"
     assert len(claimed.resolved) == 1500
     assert claimed.resolved["payment_ids.1499"] == "t-stripe_ch_1499"
+    assert len(orjson.dumps({k: [r.kind, r.external_id] for k, r in payout.parents.items()})) > STREAM_PARENTS_ABOVE
+
+
+async def test_a_parent_at_two_paths_fills_both_and_its_url_parent_is_apart(store: SqlStore) -> None:
+    """Links are kept per path: one parent named twice fills both, and a record waiting on it twice is found
+    once; the parent in the URL is the claim's parent_id, not a path of the body."""
+    await add(store, notice("evt_1"))
+    invoice = Record("invoice", "stripe_in_1", {"n": 1})
+    refund = Record(
+        "refund", "stripe_re_1", {"invoice_id": None, "metadata": {"invoice": None}},
+        parents={"invoice_id": Ref("invoice", "stripe_in_1"), "metadata.invoice": Ref("invoice", "stripe_in_1")},
+    )  # fmt: skip
+    refund_payment = Record(
+        "refund_payment", "stripe_re_1", {"amount_cents": 1}, parent_path=Ref("refund", "stripe_re_1")
+    )
+    async with store.transaction() as tx:
+        await tx.add_records("conn_a", [invoice, refund, refund_payment], None, NOW)
+        (first,) = await tx.claim_records("w", NOW, 10, LEASE)
+        waiting = await tx.record_sent(first.id, "t-in", NOW)
+        (claimed,) = await tx.claim_records("w", NOW, 10, LEASE, ids=waiting)
+        assert (len(waiting), claimed.kind) == (1, "refund")
+        assert claimed.resolved == {"invoice_id": "t-in", "metadata.invoice": "t-in"}
+        assert claimed.parent_id is None
+        waiting = await tx.record_sent(claimed.id, "t-re", NOW)
+        (last,) = await tx.claim_records("w", NOW, 10, LEASE, ids=waiting)
+    assert (last.kind, last.resolved, last.parent_id) == ("refund_payment", {}, "t-re")
+
+
+async def test_a_payout_that_settles_other_payments_for_the_same_body_is_sent_again(store: SqlStore) -> None:
+    await add(store, notice("evt_1"))
+    body = {"payment_ids": [None], "paid_out_amount_cents": 1}
+    first = Record("payout", "stripe_po_1", body, parents={"payment_ids.0": Ref("payment", "a")}, updatable=True)
+    other = Record("payout", "stripe_po_1", body, parents={"payment_ids.0": Ref("payment", "b")}, updatable=True)
+    async with store.transaction() as tx:
+        await tx.add_records("conn_a", [first], None, NOW)
+        await tx.conn.execute(update(records).values(status="sent", thred_id="t-po"))
+        await tx.add_records("conn_a", [other], None, NOW)
+        status = await tx.conn.scalar(select(records.c.status))
+        linked = (await tx.conn.execute(select(record_parents.c.external_id))).scalars().all()
+    assert (status, linked) == ("pending", ["b"])
 
 
 async def test_a_claim_reaches_ready_records_behind_many_waiting_ones(store: SqlStore) -> None:

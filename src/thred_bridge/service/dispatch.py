@@ -113,9 +113,11 @@ class Dispatching:
                 if exc.status != 404:  # already gone: the goal is reached
                     raise
             return target
-        resolved = dict(record.resolved)
-        for path, lookup in record.lookups.items():
-            resolved[path] = await self._look_up(record.business_id, lookup)
+        resolved = record.resolved  # a payout's names thousands: copied only when a lookup adds to it
+        if record.lookups:
+            resolved = {**resolved}
+            for path, lookup in record.lookups.items():
+                resolved[path] = await self._look_up(record.business_id, lookup)
         created = await self._thred.create(
             record.business_id,
             record.kind,

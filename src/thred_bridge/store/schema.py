@@ -113,6 +113,19 @@ def migrate(url: str) -> tuple[str | None, str]:
         engine.dispose()
 
 
+def move_to(url: str, revision: str, *, down: bool = False) -> None:
+    """Upgrade the schema to ``revision`` (downgrade with ``down``): a migration's tests run it on the data of
+    the revision before it."""
+    engine = sync_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = _config()
+            cfg.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+    finally:
+        engine.dispose()
+
+
 def current_revision(url: str) -> str | None:
     engine = sync_engine(url)
     try:

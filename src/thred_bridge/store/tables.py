@@ -126,15 +126,20 @@ records = Table(
     Index("ix_records_event", "event_id"),
 )
 
+# One row per path of a record's body that takes a parent's Thred id (``payment_ids.17``), per ordering-only
+# parent (``~payment``) and for the parent in its URL (:data:`URL_PARENT`): a claim reads the Thred ids it
+# fills in from here, path by path, and a record sent finds what waits on it by the parent index.
 record_parents = Table(
     "record_parents",
     metadata,
     Column("record_id", BigInteger, primary_key=True),
-    Column("connection_id", String(40), primary_key=True),
-    Column("kind", String(20), primary_key=True),
-    Column("external_id", String(255), primary_key=True),
+    Column("path", String(255), primary_key=True),
+    Column("connection_id", String(40), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("external_id", String(255), nullable=False),
     Index("ix_record_parents_parent", "connection_id", "kind", "external_id"),
 )
+URL_PARENT = "/"  # the path of the parent named in a record's URL (a refund payment's refund)
 
 cursors = Table(
     "cursors",
