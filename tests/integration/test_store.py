@@ -13,7 +13,7 @@ from thred_bridge.domain.queue import Notice
 from thred_bridge.domain.records import Record, Ref
 from thred_bridge.store import schema
 from thred_bridge.store.outbox_sql import CLAIM_WINDOW, STREAM_PARENTS_ABOVE
-from thred_bridge.store.sql import SqlStore
+from thred_bridge.store.sql import ANALYZE_AFTER, SqlStore
 from thred_bridge.store.tables import record_parents, records
 
 pytestmark = pytest.mark.anyio
@@ -243,6 +243,31 @@ async def test_a_claim_reaches_ready_records_behind_many_waiting_ones(store: Sql
         await tx.add_records("conn_a", ready, None, NOW + timedelta(seconds=1))
         claimed = await tx.claim_records("w", NOW + timedelta(seconds=2), 10, LEASE)
     assert sorted(r.external_id for r in claimed) == sorted(r.external_id for r in ready)
+
+
+async def test_a_large_plan_leaves_the_outbox_analysed(store: SqlStore) -> None:
+    """Postgres plans claims from statistics: a transaction that queued many records refreshes them (without,
+    a claim's pick was a hash anti-join over every parent link); SQLite has nothing to do."""
+    await add(store, notice("evt_1"))
+    planned = [
+        Record(
+            "invoice", f"stripe_ch_{i}", {"customer_id": None}, parents={"customer_id": Ref("customer", "stripe_cus_1")}
+        )
+        for i in range(ANALYZE_AFTER)
+    ]
+    async with store.transaction() as tx:
+        await tx.add_records("conn_a", planned, None, NOW)
+        assert tx.queued == ANALYZE_AFTER
+    if store.dialect != "postgresql":
+        return
+    async with store.engine.connect() as conn:
+        analysed = (
+            await conn.exec_driver_sql(
+                "SELECT relname, reltuples FROM pg_class WHERE relname IN ('records', 'record_parents')"
+            )
+        ).all()
+        await conn.rollback()
+    assert {name: tuples >= ANALYZE_AFTER for name, tuples in analysed} == {"records": True, "record_parents": True}
 
 
 async def test_records_wait_for_their_parents(store: SqlStore) -> None:

@@ -124,6 +124,8 @@ def _pick_statement() -> Any:
 
 
 class OutboxQueries(TxBase):
+    queued = 0  # records written by this transaction's ``add_records`` (the store may ANALYZE after a large one)
+
     async def add_records(
         self, connection_id: str, planned: Iterable[Record], event_id: int | None, now: datetime
     ) -> None:
@@ -160,6 +162,7 @@ class OutboxQueries(TxBase):
                 written.extend((r.id, r.kind, r.external_id) for r in result.all())
         if not written:
             return
+        self.queued += len(written)
         await self.conn.execute(
             delete(record_parents).where(record_parents.c.record_id.in_([record_id for record_id, _, _ in written]))
         )
