@@ -46,7 +46,7 @@ from typing import Any
 import orjson
 from sqlalchemy import bindparam, update
 
-from bench.payout import HOST, RssSampler, Servers, console, database, machine_facts, rss_bytes
+from bench.payout import HOST, RssSampler, Servers, console, database, machine_facts, rss_bytes, vm_hwm_bytes
 from thred_bridge import testing
 from thred_bridge.bootstrap import open_bridge
 from thred_bridge.domain.money import Money
@@ -163,13 +163,6 @@ class SandboxServer(Servers):
 # --- the measured process ----------------------------------------------------------------------------------------
 
 
-def _vm_hwm() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def _reset_hwm() -> bool:
     """Reset the kernel's peak-RSS mark (``clear_refs`` 5), so VmHWM is the peak of what follows."""
     try:
@@ -261,7 +254,7 @@ async def measure(args: argparse.Namespace, thred_url: str, ids: dict[str, Any],
         await asyncio.sleep(0.1)
         sampler.stop()
         after = rss_bytes()
-        hwm = _vm_hwm()
+        hwm = vm_hwm_bytes()
         async with bridge.store.engine.connect() as conn:
             thred_id = (
                 await conn.execute(
