@@ -390,15 +390,11 @@ class ThredClient:
                 reader.feed(chunk)
         finally:
             await response.aclose()
-        if reader.whole:
-            body = reader.body()
-        elif reader.ok:
-            body = reader.body()
-            _log.debug("thred.answer.top_level", extra={"url": str(request.url.path)})
-        else:
+        if not reader.ok:
             raise ThredError(
                 f"Thred's answer to {request.method} {request.url.path} is not JSON", status=response.status_code
             )
+        body = reader.body()
         headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
         return httpx.Response(
             response.status_code, headers=headers, content=body, request=request,
