@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -261,13 +263,13 @@ async def test_a_large_plan_leaves_the_outbox_analysed(store: SqlStore) -> None:
     if store.dialect != "postgresql":
         return
     async with store.engine.connect() as conn:
-        analysed = (
+        analysed: Sequence[Any] = (
             await conn.exec_driver_sql(
                 "SELECT relname, reltuples FROM pg_class WHERE relname IN ('records', 'record_parents')"
             )
         ).all()
         await conn.rollback()
-    assert {name: tuples >= ANALYZE_AFTER for name, tuples in analysed} == {"records": True, "record_parents": True}
+    assert {row[0]: row[1] >= ANALYZE_AFTER for row in analysed} == {"records": True, "record_parents": True}
 
 
 async def test_records_wait_for_their_parents(store: SqlStore) -> None:
