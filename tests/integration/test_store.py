@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
+from sqlalchemy.engine import make_url
 
 from thred_bridge.domain.queue import Notice
 from thred_bridge.domain.records import Record, Ref
@@ -270,6 +272,35 @@ async def test_a_large_plan_leaves_the_outbox_analysed(store: SqlStore) -> None:
         ).all()
         await conn.rollback()
     assert {row[0]: row[1] >= ANALYZE_AFTER for row in analysed} == {"records": True, "record_parents": True}
+
+
+@pytest.mark.postgres
+async def test_a_record_leased_between_window_and_pick_is_not_claimed_again(empty_postgres_url: str) -> None:
+    """A claim reads its window without locks, then picks and locks. Another claim that leased one of the
+    window's records and committed in between must win: the pick tests the lease again (Postgres re-tests it
+    on the row's newest version). Without that, 15-20 of 99,800 records were sent twice on Postgres."""
+    store = SqlStore(schema.async_engine(empty_postgres_url))
+    competing = psycopg.connect(make_url(empty_postgres_url).set(drivername="postgresql").render_as_string(False))
+    leased: list[str] = []
+
+    def lease_it_first(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FOR UPDATE SKIP LOCKED" in statement and not leased:  # the pick, after the window was read
+            competing.execute("UPDATE records SET locked_until = %s, attempts = attempts + 1", (NOW + LEASE,))
+            competing.commit()
+            leased.append("by another worker")
+
+    try:
+        await add(store, notice("evt_1"))
+        async with store.transaction() as tx:
+            await tx.add_records("conn_a", [Record("customer", "stripe_cus_1", {"n": 1})], None, NOW)
+        event.listen(store.engine.sync_engine, "before_cursor_execute", lease_it_first)
+        async with store.transaction() as tx:
+            claimed = await tx.claim_records("w", NOW, 10, LEASE)
+        assert leased == ["by another worker"]
+        assert claimed == []
+    finally:
+        competing.close()
+        await store.aclose()
 
 
 async def test_records_wait_for_their_parents(store: SqlStore) -> None:

@@ -77,14 +77,21 @@ LINKS_PER_STATEMENT = 2_000  # parent links per executemany (a payout of 50,000 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _window_statement(*, by_id: bool) -> Any:
-    """The next ``CLAIM_WINDOW`` due, free, pending records after a (next_attempt_at, id) key, in due order:
-    ix_records_due yields them as they are, so this reads a window, never the whole queue."""
+def _claimable() -> list[Any]:
+    """Pending, due and not leased at ``now``."""
     now = bindparam("now", type_=UTCDateTime())
-    where = [
+    return [
         records.c.status == "pending",
         records.c.next_attempt_at <= now,
         or_(records.c.locked_until.is_(None), records.c.locked_until < now),
+    ]
+
+
+def _window_statement(*, by_id: bool) -> Any:
+    """The next ``CLAIM_WINDOW`` due, free, pending records after a (next_attempt_at, id) key, in due order:
+    ix_records_due yields them as they are, so this reads a window, never the whole queue."""
+    where = [
+        *_claimable(),
         tuple_(records.c.next_attempt_at, records.c.id)
         > tuple_(bindparam("after_at", type_=UTCDateTime()), bindparam("after_id", type_=Integer())),
     ]
@@ -115,9 +122,12 @@ def _pick_statement() -> Any:
             or_(and_(_parent.c.id.is_(None), records.c.op != "delete"), _parent.c.status != "sent"),
         )
     )
+    # Claimable is tested again: the window is read without locks, and a claim that committed since leased some
+    # of its records. Postgres re-tests these conditions on a row's newest version when it locks it; without
+    # them two workers (or the loop and a record's inline children) both claimed and sent one record.
     return (
         select(records.c.id)
-        .where(records.c.id.in_(bindparam("window", expanding=True)), ~exists(unsent_parent))
+        .where(records.c.id.in_(bindparam("window", expanding=True)), *_claimable(), ~exists(unsent_parent))
         .order_by(records.c.next_attempt_at, records.c.id)
         .limit(bindparam("limit", type_=Integer()))
     )
@@ -247,7 +257,9 @@ class OutboxQueries(TxBase):
             window = (await self.conn.execute(_WINDOW[ids is not None], params)).all()
             if not window:
                 break
-            chosen = await self.conn.execute(pick, {"window": [r.id for r in window], "limit": limit - len(picked)})
+            chosen = await self.conn.execute(
+                pick, {"window": [r.id for r in window], "limit": limit - len(picked), "now": now}
+            )
             picked.extend(r.id for r in chosen.all())
             if len(window) < CLAIM_WINDOW:
                 break
