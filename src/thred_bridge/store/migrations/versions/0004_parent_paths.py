@@ -37,25 +37,17 @@ _records = sa.table(
 
 
 def _create(with_path: bool) -> sa.Table:
-    columns: list[Any]
-    if with_path:
-        columns = [
-            sa.Column("record_id", sa.BigInteger, nullable=False),
-            sa.Column("path", sa.String(255), nullable=False),
-            sa.Column("connection_id", sa.String(40), nullable=False),
-            sa.Column("kind", sa.String(20), nullable=False),
-            sa.Column("external_id", sa.String(255), nullable=False),
-            sa.PrimaryKeyConstraint("record_id", "path", name="pk_record_parents"),
-        ]
-    else:
-        columns = [
-            sa.Column("record_id", sa.BigInteger, nullable=False),
-            sa.Column("connection_id", sa.String(40), nullable=False),
-            sa.Column("kind", sa.String(20), nullable=False),
-            sa.Column("external_id", sa.String(255), nullable=False),
-            sa.PrimaryKeyConstraint("record_id", "connection_id", "kind", "external_id", name="pk_record_parents"),
-        ]
-    table = op.create_table("record_parents", *columns)
+    """``record_parents`` keyed by path (this revision), or by parent (the one before)."""
+    key = ("record_id", "path") if with_path else ("record_id", "connection_id", "kind", "external_id")
+    table = op.create_table(
+        "record_parents",
+        sa.Column("record_id", sa.BigInteger, nullable=False),
+        *([sa.Column("path", sa.String(255), nullable=False)] if with_path else []),
+        sa.Column("connection_id", sa.String(40), nullable=False),
+        sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("external_id", sa.String(255), nullable=False),
+        sa.PrimaryKeyConstraint(*key, name="pk_record_parents"),
+    )
     op.create_index("ix_record_parents_parent", "record_parents", ["connection_id", "kind", "external_id"])
     assert table is not None
     return table
