@@ -49,8 +49,9 @@ from sqlalchemy import bindparam, update
 from bench.payout import HOST, RssSampler, Servers, console, database, machine_facts, rss_bytes, vm_hwm_bytes
 from thred_bridge import testing
 from thred_bridge.bootstrap import open_bridge
+from thred_bridge.domain.ids import external_id
 from thred_bridge.domain.money import Money
-from thred_bridge.domain.movements import Payout
+from thred_bridge.domain.movements import Payout, PayoutItem
 from thred_bridge.domain.payouts import payout_record
 from thred_bridge.domain.record_types import Record, Ref
 from thred_bridge.malloc import return_large_blocks
@@ -88,7 +89,7 @@ def seed(books: Any, business_id: str, payments: int, refund_payments: int) -> d
     paid: list[tuple[str, str]] = []  # (payment external id, Thred id)
     refunded: list[tuple[str, str]] = []
     for n in range(payments):
-        ext = f"adyen_PSP{n:012d}"
+        ext = external_id("adyen", f"PSP{n:012d}")
         invoice = books.create_invoice(
             business_id,
             CreateInvoiceRequest.model_validate(
@@ -109,7 +110,7 @@ def seed(books: Any, business_id: str, payments: int, refund_payments: int) -> d
         ).body["payment"]["id"]  # fmt: skip
         paid.append((ext, payment))
         if n < refund_payments:
-            refund_ext = f"adyen_REF{n:012d}"
+            refund_ext = external_id("adyen", f"REF{n:012d}")
             refund = books.create_refund(
                 business_id,
                 CreateRefundRequest.model_validate(
@@ -203,16 +204,19 @@ async def measure(args: argparse.Namespace, thred_url: str, ids: dict[str, Any],
         )  # fmt: skip
         now = datetime.now(UTC)
         settled = [_payment_record(ext) for ext, _ in payments] + [_refund_payment_record(e) for e, _ in refunds]
+        zero = Money(0, "EUR")
+        items = [PayoutItem("charge", _object_id(ext), Money(AMOUNT, "EUR"), zero) for ext, _ in payments]
+        items += [PayoutItem("refund", _object_id(ext), Money(-REFUNDED, "EUR"), zero) for ext, _ in refunds]
         payout = Payout(
             processor="adyen",
             object_id=f"{testing.ADYEN_MERCHANT}_batch_1",
             amount=Money(len(payments) * AMOUNT - len(refunds) * REFUNDED, "EUR"),
             arrives_at=now,
             status="paid",
-            items=(),
-            itemised=True,
+            items=tuple(items),
         )
-        queued = [*settled, _with_settled(payout_record(payout), payments, refunds)]
+        queued = [*settled, payout_record(payout)]  # the payout as a batch makes it, naming every item
+        del items, payout
         async with bridge.store.transaction() as tx:
             await tx.add_records(connection.id, queued, None, now)
         mark = (
@@ -291,16 +295,9 @@ async def measure(args: argparse.Namespace, thred_url: str, ids: dict[str, Any],
     }
 
 
-def _with_settled(record: Record, payments: Sequence[tuple[str, str]], refunds: Sequence[tuple[str, str]]) -> Record:
-    """The payout record naming every payment and refund payment, as ``payout_record`` makes it for a batch."""
-    body = dict(record.body) | {
-        "payment_ids": [None] * len(payments),
-        "refund_payment_ids": [None] * len(refunds),
-        "paid_out_amount_cents": len(payments) * AMOUNT - len(refunds) * REFUNDED,
-    }
-    parents = {f"payment_ids.{i}": Ref("payment", ext) for i, (ext, _) in enumerate(payments)}
-    parents.update({f"refund_payment_ids.{i}": Ref("refund_payment", ext) for i, (ext, _) in enumerate(refunds)})
-    return Record("payout", record.external_id, body, parents=parents, updatable=True)
+def _object_id(ext: str) -> str:
+    """The Adyen id behind a seeded external id (``external_id("adyen", id)``)."""
+    return ext.removeprefix("adyen_")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
