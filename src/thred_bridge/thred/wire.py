@@ -53,7 +53,7 @@ _SNIPPET: Final = 200
 @dataclass(frozen=True, slots=True)
 class Created:
     """A record Thred holds after a create: ``created`` is False when Thred returned an existing one. ``body``
-    is Thred's answer (of a large one, its top-level fields only: ``parse_created``)."""
+    is Thred's answer (of a large one, its top-level fields only: ``ThredClient`` reads it as it streams)."""
 
     id: str
     created: bool
@@ -136,8 +136,10 @@ def _as_object(body: bytes | Mapping[str, Any], what: str) -> Mapping[str, Any]:
 
 
 def parse_created(kind: str, body: bytes | Mapping[str, Any]) -> dict[str, Any]:
-    """The record in a create or get answer, unwrapping ``{"payment": {...}}`` and the like. Raises ThredError if
-    no record with an ``id`` is found."""
+    """The record in a create or get answer, unwrapping ``{"payment": {...}}`` and the like.
+
+    Raises ThredError if no record with an ``id`` is found.
+    """
     data = _as_object(body, f"the {kind} answer")
     if "id" not in data:
         for key in (kind, "payment", "data", "result"):
