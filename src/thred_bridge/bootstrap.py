@@ -7,9 +7,6 @@ beside the bridge, on loopback, and the bridge talks to it over HTTP exactly as 
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
-import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,13 +22,16 @@ from thred_bridge.sandbox import create_app as create_sandbox
 from thred_bridge.service.connections import Connections
 from thred_bridge.service.dispatch import Dispatching
 from thred_bridge.service.ingest import Inbox
+from thred_bridge.service.liveness import Presence
 from thred_bridge.service.polling import Polling
 from thred_bridge.service.process import Processing
 from thred_bridge.service.worker import Scheduled, Signal, Worker
 from thred_bridge.serving import serve_in_background
 from thred_bridge.settings import Settings
 from thred_bridge.store import schema
+from thred_bridge.store.presence import presence_for
 from thred_bridge.store.sql import SqlStore
+from thred_bridge.store.tx_base import EVENTS_CHANNEL, RECORDS_CHANNEL
 from thred_bridge.thred.client import ThredClient
 
 SANDBOX_PARTNER = ("sandbox-partner", "sandbox-api-key")
@@ -75,37 +75,52 @@ class Bridge:
     processors: dict[str, Processor]
     thred: ThredClient | None  # None for commands that only touch the database
     metrics: Metrics
-    owner: str
+    presence: Presence
     thred_url: str
     events_ready: Signal
     records_ready: Signal
 
     def worker(self, *, concurrency: int | None = None, poll: float = 0.5) -> Worker:
-        if self.thred is None:
+        """A worker under this process's presence: its loops are built for each registration (owner id and
+        generation), so a process declared dead starts again under a new one."""
+        thred = self.thred
+        if thred is None:
             raise ConfigError("this bridge was opened without Thred")
         lease = timedelta(seconds=self.settings.lease_seconds)
-        processing = Processing(
-            self.store, self.connections, self.processors, utc_now,
-            owner=self.owner, max_attempts=self.settings.max_attempts, lease=lease,
-        )  # fmt: skip
-        dispatching = Dispatching(
-            self.store,
-            self.thred,
-            utc_now,
-            owner=self.owner,
-            max_attempts=self.settings.max_attempts,
-            lease=lease,
-            on_record=lambda outcome: self.metrics.dispatched.labels(outcome).inc(),
-            wake=self.records_ready.set,
-        )
+        presence = self.presence
+
+        def make() -> tuple[Processing, Dispatching]:
+            owner, generation = presence.id, presence.generation
+
+            async def fence() -> None:
+                await presence.fence(generation)
+
+            processing = Processing(
+                self.store, self.connections, self.processors, utc_now,
+                owner=owner, max_attempts=self.settings.max_attempts, lease=lease,
+            )  # fmt: skip
+            dispatching = Dispatching(
+                self.store,
+                thred,
+                utc_now,
+                owner=owner,
+                max_attempts=self.settings.max_attempts,
+                lease=lease,
+                on_record=lambda outcome: self.metrics.dispatched.labels(outcome).inc(),
+                wake=self.records_ready.set,
+                fence=fence,
+            )
+            return processing, dispatching
+
         # Mollie's settlements send no classic webhook: each worker lists them on a schedule (0 = off).
         polling = Polling(self.store, self.connections, self.processors, utc_now, self.events_ready)
         every = self.settings.mollie_settlement_poll_seconds if polling.wanted else 0.0
         return Worker(
-            processing, dispatching, concurrency=concurrency or self.settings.worker_concurrency, poll=poll,
+            make, concurrency=concurrency or self.settings.worker_concurrency, poll=poll,
             events_ready=self.events_ready, records_ready=self.records_ready,
             on_processed=lambda outcome: self.metrics.processed.labels(outcome).inc(),
             scheduled=[Scheduled("settlement-poll", every, polling.tick)],
+            presence=presence, grace=self.settings.shutdown_seconds,
         )  # fmt: skip
 
 
@@ -128,10 +143,11 @@ async def embedded_thred(settings: Settings) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def open_bridge(settings: Settings, *, with_thred: bool = True) -> AsyncIterator[Bridge]:
+async def open_bridge(settings: Settings, *, with_thred: bool = True, role: str = "worker") -> AsyncIterator[Bridge]:
     """Build the bridge; with THRED_API_URL unset, run the sandbox beside it for the block's lifetime.
 
-    ``with_thred=False`` builds only what touches the database (connections, status, replay).
+    ``with_thred=False`` builds only what touches the database (connections, status, replay). ``role`` is how
+    the process registers once a worker (or ``serve``) attaches to its presence.
     """
     prepare_database(settings)
     vault = vault_for(settings)
@@ -160,8 +176,20 @@ async def open_bridge(settings: Settings, *, with_thred: bool = True) -> AsyncIt
         for processor in processors.values():
             stack.push_async_callback(processor.aclose)
         events_ready = Signal()
+        records_ready = Signal()
         inbox = Inbox(store, utc_now, events_ready)
         stack.push_async_callback(inbox.aclose)
+        metrics = Metrics()
+        presence = Presence(
+            store,
+            presence_for(store, settings.database_url),
+            utc_now,
+            role=role,
+            heartbeat=settings.heartbeat_seconds,
+            takeover=settings.takeover_seconds,
+            lease=timedelta(seconds=settings.lease_seconds),
+            wake={EVENTS_CHANNEL: events_ready, RECORDS_CHANNEL: records_ready},
+        )
         yield Bridge(
             settings=settings,
             store=store,
@@ -169,9 +197,9 @@ async def open_bridge(settings: Settings, *, with_thred: bool = True) -> AsyncIt
             inbox=inbox,
             processors=processors,
             thred=thred,
-            metrics=Metrics(),
-            owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}",
+            metrics=metrics,
+            presence=presence,
             thred_url=thred_url,
             events_ready=events_ready,
-            records_ready=Signal(),
+            records_ready=records_ready,
         )

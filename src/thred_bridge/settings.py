@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ADYEN_REPORT_HOSTS = "ca-live.adyen.com,ca-test.adyen.com"
@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     log_level: str = Field("info", alias="BRIDGE_LOG_LEVEL")
     lease_seconds: float = Field(60.0, ge=1.0, alias="BRIDGE_LEASE_SECONDS")
     thred_timeout: float = Field(15.0, gt=0, alias="BRIDGE_THRED_TIMEOUT")
+    heartbeat_seconds: float = Field(2.0, gt=0, alias="BRIDGE_HEARTBEAT_SECONDS")
+    takeover_seconds: float = Field(10.0, gt=0, alias="BRIDGE_TAKEOVER_SECONDS")
+    shutdown_seconds: float = Field(20.0, ge=0, alias="BRIDGE_SHUTDOWN_SECONDS")
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_takeover(self) -> Settings:
+        if self.heartbeat_seconds * 4 > self.takeover_seconds:
+            raise ValueError(
+                "BRIDGE_HEARTBEAT_SECONDS must be at most a quarter of BRIDGE_TAKEOVER_SECONDS "
+                "(a dead process is found by a heartbeat that stops)"
+            )
+        return self
 
     @field_validator("thred_api_url", "thred_partner_id", mode="before")
     @classmethod

@@ -43,6 +43,9 @@ class RecordingThred:
     async def delete(self, *_: Any, **__: Any) -> None:
         raise AssertionError("no deletes here")
 
+    async def find_by_external_id(self, *_: Any, **__: Any) -> Any:
+        raise AssertionError("nothing is taken over here")
+
 
 def invoices(customer: str, n: int) -> list[Record]:
     return [

@@ -29,6 +29,40 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """A serve or worker process as it registers: its id is the owner named by every claim it takes."""
+
+    id: str
+    host: str
+    pid: int
+    role: str  # serve | worker
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRow:
+    """A registered process as the living see it."""
+
+    id: str
+    host: str
+    pid: int
+    role: str
+    stale: bool  # its heartbeat is older than the takeover allows
+    lock_held: bool | None  # Postgres: whether its session lock is held; None on SQLite
+
+
+@dataclass(frozen=True, slots=True)
+class TakenOver:
+    """How many claims of an ended process went back to the queue."""
+
+    events: int
+    records: int
+
+    @property
+    def total(self) -> int:
+        return self.events + self.records
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryPage:
     """One page of a processor's list, for the backfill: its objects as inbox notices, and where the next
     page starts (None: the slice is done)."""
@@ -89,6 +123,7 @@ class ClaimedRecord:
     event_id: int | None
     op: str = "create"
     lookups: Mapping[str, Lookup] = field(default_factory=dict)
+    taken_over: bool = False  # its claim was taken from a dead process, which may have sent it already
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 from typing import Any
 
@@ -56,17 +57,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 async def _serve(settings: Settings, host: str, port: int) -> None:
     from thred_bridge.entrypoints.web import create_app
 
-    async with open_bridge(settings) as bridge:
+    async with open_bridge(settings, role="serve") as bridge, bridge.presence.attached():
         stop = asyncio.Event()
         workers = [asyncio.create_task(bridge.worker().run(stop), name=f"worker-{i}") for i in range(settings.workers)]
         config = uvicorn.Config(
-            create_app(bridge), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
-        )
+            create_app(bridge), host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds),
+        )  # fmt: skip
         server = uvicorn.Server(config)
         try:
-            await server.serve()
+            await server.serve()  # until SIGTERM or SIGINT: uvicorn stops accepting and finishes open requests
         finally:
-            stop.set()
+            stop.set()  # then the worker tasks finish or give back what they hold
             await asyncio.gather(*workers, return_exceptions=True)
 
 

@@ -1,6 +1,6 @@
 """The worker: two loops (process events, dispatch records), each running up to ``concurrency`` items
-at once as asyncio tasks. Idle loops sleep until woken (in-process ingest) or the poll interval passes
-(deliveries stored by other processes). Beside them, when given, a scheduled poll (``Scheduled``: e.g.
+at once as asyncio tasks. Idle loops sleep until woken (in-process ingest, or a Postgres NOTIFY heard by the
+process's presence) or the poll interval passes. Beside them, when given, a scheduled poll (``Scheduled``: e.g.
 Mollie's settlements) runs every ``every`` seconds, the first one an interval after the start.
 """
 
@@ -11,11 +11,12 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 
 from thred_bridge.service.dispatch import Dispatching
+from thred_bridge.service.liveness import Presence, ProcessLostError
 from thred_bridge.service.process import Processing
 
 T = TypeVar("T")
@@ -58,7 +59,9 @@ class _Loop(Generic[T]):
         self._inflight: set[asyncio.Task[str]] = set()
         self.handled = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, *, grace: float) -> None:
+        """Claim and handle until ``stop``; then give in-flight items ``grace`` seconds and cancel the rest
+        (their claims go back with the process's registration, or when their lease runs out)."""
         while not stop.is_set():
             free = self._concurrency - len(self._inflight)
             items: Sequence[T] = []
@@ -76,7 +79,7 @@ class _Loop(Generic[T]):
                 await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
             elif not items:
                 await self._idle(stop)
-        await self.drain()
+        await self.drain(grace)
 
     async def _idle(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.create_task(self._wakeup.wait(self._poll)), asyncio.create_task(stop.wait())]
@@ -88,6 +91,8 @@ class _Loop(Generic[T]):
     async def _one(self, item: T) -> str:
         try:
             outcome = await self._handle(item)
+        except ProcessLostError:  # declared dead while it held the item: another process has it now
+            outcome = "lost"
         except Exception:  # e.g. the store failed after the work: the item's lease runs out and it is retried
             log.exception("worker.item_crashed", loop=self.name)
             outcome = "crashed"
@@ -95,9 +100,15 @@ class _Loop(Generic[T]):
         self._after(outcome)
         return outcome
 
-    async def drain(self) -> None:
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+    async def drain(self, grace: float) -> None:
+        if not self._inflight:
+            return
+        _done, pending = await asyncio.wait(self._inflight, timeout=grace)
+        if pending:
+            log.warning("worker.shutdown_cancelled", loop=self.name, items=len(pending), grace=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +135,17 @@ class Scheduled:
 
 
 class Worker:
-    """Runs the process and dispatch loops (and the scheduled polls) until ``stop`` is set, then finishes
-    what it holds."""
+    """Runs the process and dispatch loops (and the scheduled polls) until ``stop`` is set, then finishes what
+    it holds within ``grace`` seconds and gives back the rest.
+
+    With a :class:`Presence`, the loops run under this process's registration: ``make`` builds them for the
+    current registration (its owner id and generation). When the process is declared dead (it froze past its
+    heartbeat), the loops stop, what they hold is dropped unsent (others took it over), and they are built again
+    under the new registration."""
 
     def __init__(
         self,
-        processing: Processing,
-        dispatching: Dispatching,
+        make: Callable[[], tuple[Processing, Dispatching]],
         *,
         concurrency: int,
         poll: float = 0.5,
@@ -138,19 +153,18 @@ class Worker:
         records_ready: Signal | None = None,
         on_processed: Callable[[str], None] = lambda _outcome: None,
         scheduled: Sequence[Scheduled] = (),
+        presence: Presence | None = None,
+        grace: float = 20.0,
     ) -> None:
+        self._make = make
+        self._concurrency = concurrency
+        self._poll = poll
         self._on_processed = on_processed
+        self._presence = presence
+        self._grace = grace
         self.scheduled = [s for s in scheduled if s.every > 0]
         self.events_ready = events_ready or Signal()
         self.records_ready = records_ready or Signal()
-        self.process_loop = _Loop(
-            "process", processing.claim, processing.handle, concurrency, self.events_ready,
-            self._processed, poll,
-        )  # fmt: skip
-        self.dispatch_loop = _Loop(
-            "dispatch", dispatching.claim, dispatching.handle, concurrency, self.records_ready,
-            lambda _outcome: None, poll,
-        )  # fmt: skip
 
     def _processed(self, outcome: str) -> None:
         self._on_processed(outcome)
@@ -159,9 +173,40 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker.started")
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.process_loop.run(stop))
-            group.create_task(self.dispatch_loop.run(stop))
-            for task in self.scheduled:
-                group.create_task(task.loop(stop))
+        if self._presence is None:
+            await self._run_loops(stop, stop)
+        else:
+            async with self._presence.attached() as presence:
+                while not stop.is_set():
+                    lost = presence.lost
+                    generation = presence.generation
+                    await self._run_loops(stop, lost)
+                    if lost.is_set():
+                        await presence.next_generation(generation, stop)
         log.info("worker.stopped")
+
+    async def _run_loops(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
+        processing, dispatching = self._make()
+        halt = asyncio.Event()
+        loops: list[_Loop[Any]] = [
+            _Loop("process", processing.claim, processing.handle, self._concurrency, self.events_ready,
+                  self._processed, self._poll),
+            _Loop("dispatch", dispatching.claim, dispatching.handle, self._concurrency, self.records_ready,
+                  lambda _outcome: None, self._poll),
+        ]  # fmt: skip
+
+        async def watch() -> None:
+            waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            halt.set()
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(watch())
+            for loop in loops:
+                group.create_task(loop.run(halt, grace=self._grace))
+            for task in self.scheduled:
+                group.create_task(task.loop(halt))

@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 
 from thred_bridge.domain.queue import ClaimedEvent, Notice
 from thred_bridge.store.tables import events, leases
-from thred_bridge.store.tx_base import TxBase
+from thred_bridge.store.tx_base import EVENTS_CHANNEL, TxBase
 
 _ADD_EVENTS: dict[str, Any] = {}
 
@@ -59,7 +59,10 @@ class InboxQueries(TxBase):
             return set()
         stmt = self._add_events_stmt()
         result = await self.conn.execute(stmt, rows)
-        return {(r.connection_id, r.event_id) for r in result.all()}
+        new = {(r.connection_id, r.event_id) for r in result.all()}
+        if new:
+            await self.notify(EVENTS_CHANNEL)
+        return new
 
     def _add_events_stmt(self) -> Any:
         stmt = _ADD_EVENTS.get(self.dialect)
@@ -89,7 +92,7 @@ class InboxQueries(TxBase):
             await self.conn.execute(
                 update(events)
                 .where(events.c.id == row.id)
-                .values(status="processing", locked_until=now + lease, attempts=events.c.attempts + 1)
+                .values(status="processing", locked_until=now + lease, locked_by=owner, attempts=events.c.attempts + 1)
             )
             claimed.append(ClaimedEvent(**{**row._asdict(), "attempts": row.attempts + 1}))
         return claimed
@@ -159,7 +162,9 @@ class InboxQueries(TxBase):
         if not await self._release(event_id, owner):
             return False
         await self.conn.execute(
-            update(events).where(events.c.id == event_id).values(status="unrouted", locked_until=None, last_error=error)
+            update(events)
+            .where(events.c.id == event_id)
+            .values(status="unrouted", locked_until=None, locked_by=None, last_error=error)
         )
         return True
 
@@ -179,7 +184,7 @@ class InboxQueries(TxBase):
         await self.conn.execute(
             update(events)
             .where(events.c.id == event_id)
-            .values(status="pending", next_attempt_at=due, locked_until=None, last_error=error)
+            .values(status="pending", next_attempt_at=due, locked_until=None, locked_by=None, last_error=error)
         )
         return True
 
@@ -187,6 +192,8 @@ class InboxQueries(TxBase):
         if owner is not None and not await self._release(event_id, owner):
             return False
         await self.conn.execute(
-            update(events).where(events.c.id == event_id).values(status="failed", locked_until=None, last_error=error)
+            update(events)
+            .where(events.c.id == event_id)
+            .values(status="failed", locked_until=None, locked_by=None, last_error=error)
         )
         return True

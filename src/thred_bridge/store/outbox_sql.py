@@ -14,7 +14,7 @@ from thred_bridge.domain import json_codec
 from thred_bridge.domain.queue import ClaimedRecord
 from thred_bridge.domain.records import Lookup, Record, Ref
 from thred_bridge.store.tables import URL_PARENT, UTCDateTime, connections, events, record_parents, records
-from thred_bridge.store.tx_base import TxBase
+from thred_bridge.store.tx_base import RECORDS_CHANNEL, TxBase
 
 LOOKUPS = "$lookups"
 _ADD_RECORDS: dict[tuple[str, bool], Any] = {}
@@ -41,7 +41,11 @@ PARENT_PAGE = 2_000
 _LEASE_RECORDS = (
     update(records)
     .where(records.c.id.in_(bindparam("ids", expanding=True)))
-    .values(locked_until=bindparam("until", type_=UTCDateTime()), attempts=records.c.attempts + 1)
+    .values(
+        locked_until=bindparam("until", type_=UTCDateTime()),
+        locked_by=bindparam("owner"),
+        attempts=records.c.attempts + 1,
+    )
 )
 _CLAIMED_ROWS = (
     select(records, connections.c.business_id)
@@ -57,6 +61,8 @@ _MARK_SENT = (
         thred_id=bindparam("thred_id"),
         sent_at=bindparam("now", type_=UTCDateTime()),
         locked_until=None,
+        locked_by=None,
+        taken_over=False,
         last_error=None,
     )
     .returning(records.c.connection_id, records.c.kind, records.c.external_id)
@@ -173,6 +179,7 @@ class OutboxQueries(TxBase):
         if not written:
             return
         self.queued += len(written)
+        await self.notify(RECORDS_CHANNEL)
         await self.conn.execute(
             delete(record_parents).where(record_parents.c.record_id.in_([record_id for record_id, _, _ in written]))
         )
@@ -241,11 +248,8 @@ class OutboxQueries(TxBase):
     async def claim_records(
         self, owner: str, now: datetime, limit: int, lease: timedelta, *, ids: Sequence[int] | None = None
     ) -> list[ClaimedRecord]:
-        """Due records whose parents are all sent, leased until ``now + lease``.
-
-        ``owner`` is accepted for symmetry with events; a record's lease is its ``locked_until``.
-        """
-        del owner
+        """Due records whose parents are all sent, leased to ``owner`` until ``now + lease`` (``locked_until``;
+        ``locked_by`` names the holder, so its claims are taken over when it dies)."""
         pick = _PICK.get(self.dialect)
         if pick is None:
             pick = _PICK[self.dialect] = self._lock(_pick_statement())
@@ -266,7 +270,7 @@ class OutboxQueries(TxBase):
             params["after_at"], params["after_id"] = window[-1].next_attempt_at, window[-1].id
         if not picked:
             return []
-        await self.conn.execute(_LEASE_RECORDS, {"ids": picked, "until": now + lease})
+        await self.conn.execute(_LEASE_RECORDS, {"ids": picked, "until": now + lease, "owner": owner})
         rows = (await self.conn.execute(_CLAIMED_ROWS, {"ids": picked})).all()
         return [await self._claimed(row) for row in rows]
 
@@ -289,6 +293,7 @@ class OutboxQueries(TxBase):
             op=row.op,
             attempts=row.attempts + 1,
             event_id=row.event_id,
+            taken_over=bool(row.taken_over),
         )
 
     async def _thred_ids(self, record_id: int, *, many: bool) -> dict[str, str]:
@@ -325,7 +330,7 @@ class OutboxQueries(TxBase):
         await self.conn.execute(
             update(records)
             .where(records.c.id == record_id)
-            .values(next_attempt_at=due, locked_until=None, last_error=error)
+            .values(next_attempt_at=due, locked_until=None, locked_by=None, last_error=error)
         )
 
     async def fail_record(self, record_id: int, error: str) -> None:
@@ -338,7 +343,7 @@ class OutboxQueries(TxBase):
                 await self.conn.execute(
                     update(records)
                     .where(records.c.id == current, records.c.status != "sent")
-                    .values(status="failed", locked_until=None, last_error=message)
+                    .values(status="failed", locked_until=None, locked_by=None, last_error=message)
                     .returning(records.c.event_id, records.c.connection_id, records.c.kind, records.c.external_id)
                 )
             ).first()
@@ -348,7 +353,7 @@ class OutboxQueries(TxBase):
                 await self.conn.execute(
                     update(events)
                     .where(events.c.id == row.event_id, events.c.status != "failed")
-                    .values(status="failed", locked_until=None, last_error=message)
+                    .values(status="failed", locked_until=None, locked_by=None, last_error=message)
                 )
             children = await self.conn.execute(
                 select(record_parents.c.record_id).where(
@@ -363,7 +368,9 @@ class OutboxQueries(TxBase):
     async def release_record(self, record_id: int) -> None:
         """Give back a claim without counting an attempt (the worker is stopping)."""
         await self.conn.execute(
-            update(records).where(records.c.id == record_id).values(locked_until=None, attempts=records.c.attempts - 1)
+            update(records)
+            .where(records.c.id == record_id)
+            .values(locked_until=None, locked_by=None, attempts=records.c.attempts - 1)
         )
 
 

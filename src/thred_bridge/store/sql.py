@@ -25,9 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from thred_bridge.domain.queue import Notice
 from thred_bridge.domain.records import Record
 from thred_bridge.store.inbox_sql import InboxQueries
+from thred_bridge.store.liveness_sql import LivenessQueries
 from thred_bridge.store.outbox_sql import OutboxQueries
 from thred_bridge.store.sqlite_inbox import SqliteInboxWriter
 from thred_bridge.store.tables import connections, cursors, events, records
+from thred_bridge.store.tx_base import EVENTS_CHANNEL
 
 _ADD_EVENTS: dict[str, Any] = {}
 log = structlog.get_logger("thred_bridge.store")
@@ -112,7 +114,7 @@ class SqlStore:
         await self.engine.dispose()
 
 
-class SqlTx(InboxQueries, OutboxQueries):
+class SqlTx(InboxQueries, OutboxQueries, LivenessQueries):
     """One open transaction over every table."""
 
     async def finish_event(
@@ -125,7 +127,7 @@ class SqlTx(InboxQueries, OutboxQueries):
         await self.conn.execute(
             update(events)
             .where(events.c.id == event_id)
-            .values(status="done", processed_at=now, locked_until=None, last_error=None)
+            .values(status="done", processed_at=now, locked_until=None, locked_by=None, last_error=None)
         )
         return True
 
@@ -217,6 +219,7 @@ class SqlTx(InboxQueries, OutboxQueries):
             .where(records.c.event_id.in_(ids), records.c.status == "failed")
             .values(status="pending", next_attempt_at=now, locked_until=None, attempts=0, last_error=None)
         )
+        await self.notify(EVENTS_CHANNEL)
         return len(ids)
 
     async def event_counts(self, connection_id: str) -> dict[str, int]:

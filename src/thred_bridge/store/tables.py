@@ -6,6 +6,8 @@
   Thred id once sent.
 - ``cursors``: backfill checkpoints, one per time slice, so a killed backfill resumes.
 - ``leases``: which worker holds which processor object, so events about one object never run at once.
+- ``processes``: every serve and worker process alive (or once alive) on this database, with its heartbeat;
+  each claim names its holder (``locked_by``), so a dead holder's claims are taken over by liveness.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
@@ -61,6 +64,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_HELD = text("locked_by IS NOT NULL")  # the claim indexes list only rows a process holds
 _Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
 
 connections = Table(
@@ -93,11 +97,13 @@ events = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
     Column("locked_until", UTCDateTime(), nullable=True),
+    Column("locked_by", String(64), nullable=True),  # the process holding the claim (processes.id)
     Column("last_error", Text, nullable=True),
     Column("processed_at", UTCDateTime(), nullable=True),
     UniqueConstraint("connection_id", "event_id"),
     Index("ix_events_due", "status", "next_attempt_at"),
     Index("ix_events_object", "connection_id", "object_key"),
+    Index("ix_events_locked_by", "locked_by", postgresql_where=_HELD, sqlite_where=_HELD),
 )
 
 records = Table(
@@ -116,6 +122,10 @@ records = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
     Column("locked_until", UTCDateTime(), nullable=True),
+    Column("locked_by", String(64), nullable=True),  # the process holding the claim (processes.id)
+    # True once a claim on it was taken over from a dead process, which may have sent it before dying: the next
+    # sender looks it up in Thred first instead of sending it a second time.
+    Column("taken_over", Boolean, nullable=False, server_default=false()),
     Column("last_error", Text, nullable=True),
     Column("thred_id", String(100), nullable=True),
     Column("event_id", BigInteger, nullable=True),  # the inbox row that first asked for it
@@ -124,6 +134,7 @@ records = Table(
     UniqueConstraint("connection_id", "kind", "external_id"),
     Index("ix_records_due", "status", "next_attempt_at", "id"),  # claims walk it in due order
     Index("ix_records_event", "event_id"),
+    Index("ix_records_locked_by", "locked_by", postgresql_where=_HELD, sqlite_where=_HELD),
 )
 
 # One row per path of a record's body that takes a parent's Thred id (``payment_ids.17``), per ordering-only
@@ -159,4 +170,21 @@ leases = Table(
     Column("object_key", String(255), primary_key=True),
     Column("owner", String(64), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+processes = Table(
+    "processes",
+    metadata,
+    Column("id", String(64), primary_key=True),  # host:pid:random, the owner every claim of it names
+    Column(
+        "lock_key", Integer, nullable=True
+    ),  # Postgres: the key of the session advisory lock it holds (unique by the lock)
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("role", String(20), nullable=False),  # serve | worker
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
+    Column("stopped_at", UTCDateTime(), nullable=True),
+    Column("ended", String(20), nullable=True),  # stopped (it said so) | dead (taken over by another)
+    Index("ix_processes_alive", "stopped_at"),
 )

@@ -1,0 +1,184 @@
+"""Liveness on both databases: a dead process's claims come back by its session lock, its pid or its stale
+heartbeat, never by waiting out a lease; a live one keeps and renews them; one declared dead is fenced."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from thred_bridge.domain.queue import Notice
+from thred_bridge.domain.records import Record
+from thred_bridge.service.liveness import Presence, ProcessLostError
+from thred_bridge.service.worker import Signal
+from thred_bridge.store import schema
+from thred_bridge.store.presence import presence_for
+from thred_bridge.store.sql import SqlStore
+from thred_bridge.store.tx_base import EVENTS_CHANNEL, RECORDS_CHANNEL
+
+pytestmark = pytest.mark.anyio
+LEASE = timedelta(hours=1)  # far longer than any test: whatever comes back, comes back by liveness
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def presence(store: SqlStore, url: str, *, host: str = "host-a", heartbeat: float = 0.2, **kw: object) -> Presence:
+    return Presence(
+        store, presence_for(store, url), utc_now, role="worker", heartbeat=heartbeat, takeover=heartbeat * 5,
+        lease=LEASE, host=host, **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def queued(store: SqlStore) -> SqlStore:
+    """A connection with three records and one event waiting."""
+    await fill(store)
+    return store
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    schema.migrate(url)
+    return url
+
+
+@pytest.fixture
+async def sqlite_queued(sqlite_url: str) -> AsyncIterator[SqlStore]:
+    store = SqlStore(schema.async_engine(sqlite_url))
+    await fill(store)
+    yield store
+    await store.aclose()
+
+
+@pytest.fixture
+async def pg_store(empty_postgres_url: str) -> AsyncIterator[SqlStore]:
+    store = SqlStore(schema.async_engine(empty_postgres_url))
+    yield store
+    await store.aclose()
+
+
+async def fill(store: SqlStore) -> None:
+    now = utc_now()
+    async with store.transaction() as tx:
+        row = {"id": "conn_a", "processor": "stripe", "business_id": "b-1", "account": None, "label": None}
+        await tx.add_connection({**row, "credentials": "x", "webhook_secrets": "x", "created_at": now})
+        await tx.add_records("conn_a", [Record("customer", f"stripe_cus_{i}", {"n": i}) for i in range(3)], None, now)
+        await tx.add_events("conn_a", "stripe", [Notice("evt_1", "charge.succeeded", "ch_1", b"{}")], now)
+
+
+async def claim_all(store: SqlStore, owner: str) -> tuple[list[int], list[int]]:
+    async with store.transaction() as tx:
+        records = await tx.claim_records(owner, utc_now(), 10, LEASE)
+        events = await tx.claim_events(owner, utc_now(), 10, LEASE)
+    return [r.id for r in records], [e.id for e in events]
+
+
+async def claimable(store: SqlStore) -> tuple[list[bool], int]:
+    """Which records another process can claim now (with their taken-over flags), and how many events."""
+    async with store.transaction() as tx:
+        records = await tx.claim_records("probe", utc_now(), 10, timedelta(seconds=1))
+        events = await tx.claim_events("probe", utc_now(), 10, timedelta(seconds=1))
+    return [r.taken_over for r in records], len(events)
+
+
+async def taken_back(store: SqlStore, *, within: float) -> tuple[list[bool], int]:
+    """What comes back to the queue within ``within`` seconds (plus scheduling slack) — by the living's own beats."""
+    deadline = asyncio.get_running_loop().time() + within + 0.3
+    while True:
+        found = await claimable(store)
+        if found[0] or found[1] or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+async def test_a_stale_heartbeat_gives_the_claims_to_the_living(queued: SqlStore, database_url: str) -> None:
+    a, b = presence(queued, database_url, host="host-a"), presence(queued, database_url, host="host-b")
+    async with a.attached():
+        records, events = await claim_all(queued, a.id)
+        assert (len(records), len(events)) == (3, 1)
+        async with b.attached():
+            assert await claimable(queued) == ([], 0), "a live holder keeps its claims"
+            a._task.cancel()  # type: ignore[union-attr]  # a frozen process: it stops beating, its session stays
+            frozen = asyncio.get_running_loop().time()
+            assert await taken_back(queued, within=1.0) == ([True, True, True], 1)  # takeover = 5 beats = 1 s
+            assert asyncio.get_running_loop().time() - frozen > a.stale, "not before its heartbeat went stale"
+            await a.tick()  # it wakes up: a beat finds it declared dead, so it sends nothing
+            with pytest.raises(ProcessLostError):
+                await a.fence(a.generation)
+
+
+async def test_a_live_process_renews_its_claims(queued: SqlStore, database_url: str) -> None:
+    short = timedelta(seconds=0.5)
+    a = presence(queued, database_url)
+    async with a.attached():
+        async with queued.transaction() as tx:
+            assert len(await tx.claim_records(a.id, utc_now(), 10, short)) == 3
+        await asyncio.sleep(1.0)  # twice the lease: the beats renewed it
+        assert await claimable(queued) == ([], 1)
+        await a.fence(a.generation)  # beating: it may send
+
+
+async def test_a_process_that_stops_gives_back_what_it_holds(queued: SqlStore, database_url: str) -> None:
+    a = presence(queued, database_url)
+    async with a.attached():
+        await claim_all(queued, a.id)
+    assert await claimable(queued) == ([False, False, False], 1), "given back, not taken over: no lookup needed"
+
+
+async def test_sqlite_a_gone_pid_on_this_host_is_dead_at_once(sqlite_queued: SqlStore, sqlite_url: str) -> None:
+    """(On Postgres the session lock answers first: the next test.)"""
+    queued, database_url = sqlite_queued, sqlite_url
+    ghost = presence(queued, database_url, host="here")
+    async with ghost.attached():
+        await claim_all(queued, ghost.id)
+        ghost._task.cancel()  # type: ignore[union-attr]
+        async with queued.transaction() as tx:  # it was another process, now gone
+            await tx.conn.exec_driver_sql(f"UPDATE processes SET pid = {dead_pid()} WHERE id = '{ghost.id}'")
+        restarted = presence(queued, database_url, host="here")
+        async with restarted.attached():  # a restart on the same file takes them as it starts, heartbeat fresh
+            assert await claimable(queued) == ([True, True, True], 1)
+
+
+@pytest.mark.postgres
+async def test_postgres_knows_a_dead_session_at_once(pg_store: SqlStore, empty_postgres_url: str) -> None:
+    queued, database_url = pg_store, empty_postgres_url
+    await fill(queued)
+    a, b = presence(queued, database_url, host="host-a"), presence(queued, database_url, host="host-b")
+    async with a.attached():
+        await claim_all(queued, a.id)
+        a._task.cancel()  # type: ignore[union-attr]
+        async with b.attached():
+            assert await b.reap() == 0, "its heartbeat is fresh and its lock held: alive"
+            await a._backend.aclose()  # the backend goes, as when the process is SIGKILLed
+            assert await b.reap() == 4, "taken over at once, though its heartbeat is fresh"
+            assert await claimable(queued) == ([True, True, True], 1)
+
+
+@pytest.mark.postgres
+async def test_postgres_wakes_workers_by_notify(pg_store: SqlStore, empty_postgres_url: str) -> None:
+    store, database_url = pg_store, empty_postgres_url
+    events_ready, records_ready = Signal(), Signal()
+    a = presence(
+        store, database_url, heartbeat=5.0, wake={EVENTS_CHANNEL: events_ready, RECORDS_CHANNEL: records_ready}
+    )
+    async with a.attached():
+        await asyncio.sleep(0.1)
+        async with store.transaction() as tx:
+            await tx.add_events("conn_x", "stripe", [Notice("evt_9", "charge.succeeded", "ch_9", b"{}")], utc_now())
+        started = asyncio.get_running_loop().time()
+        await events_ready.wait(3.0)
+        assert asyncio.get_running_loop().time() - started < 1.0, "woken by NOTIFY, long before a beat or a poll"
