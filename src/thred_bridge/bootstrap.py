@@ -166,7 +166,8 @@ async def open_bridge(settings: Settings, *, with_thred: bool = True, role: str 
         if with_thred:
             thred = ThredClient(thred_url, partner_id, api_key, timeout=settings.thred_timeout)
             stack.push_async_callback(thred.aclose)
-        store = SqlStore(schema.async_engine(settings.database_url))
+        # A transaction idle for half the takeover time belongs to a frozen process: Postgres ends it.
+        store = SqlStore(schema.async_engine(settings.database_url, idle_in_transaction=settings.takeover_seconds / 2))
         stack.push_async_callback(store.aclose)
         processors = registry(
             stripe_api_base=settings.stripe_api_base,

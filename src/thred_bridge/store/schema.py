@@ -60,7 +60,9 @@ def _sqlite_tuning(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def async_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def async_engine(url: str, *, pool_size: int = 10, idle_in_transaction: float | None = None) -> AsyncEngine:
+    """``idle_in_transaction`` (Postgres): end a session that sits inside a transaction this many seconds, so a
+    frozen process's row locks do not hold up the living that take over its claims."""
     driver = _driver_url(url, asynchronous=True)
     if dialect_of(url) == "sqlite":
         path = sqlite_path(url)
@@ -71,8 +73,16 @@ def async_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(driver, pool_size=pool_size, max_overflow=0, pool_reset_on_return=None)
         _sqlite_tuning(engine.sync_engine)
         return engine
+    connect_args: dict[str, str] = {}
+    if idle_in_transaction is not None:
+        connect_args["options"] = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction * 1000)}"
     return create_async_engine(
-        driver, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_reset_on_return=None
+        driver,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_reset_on_return=None,
+        connect_args=connect_args,
     )
 
 

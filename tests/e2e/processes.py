@@ -1,0 +1,105 @@
+"""Real bridge processes for end-to-end tests: spawn ``thred-bridge …``, wait for it, and a Thred sandbox that
+answers slowly and counts what it is asked to create, per external id."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class Slow:
+    """ASGI wrapper: every Thred request takes a little longer, as over a real network; every create (POST
+    with an ``external_id``) is counted per kind and external id (``payments:stripe_ch_…``), so a test can tell
+    a record sent twice."""
+
+    def __init__(self, app: Any, delay: float) -> None:
+        self.app, self.delay = app, delay
+        self.creates: collections.Counter[str] = collections.Counter()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            if scope["method"] == "POST" and not scope["path"].rstrip("/").endswith("/token"):
+                receive = await self._counting(scope["path"], receive)
+            await asyncio.sleep(self.delay)
+        await self.app(scope, receive, send)
+
+    async def _counting(self, path: str, receive: Any) -> Any:
+        messages = []
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            external_id = json.loads(body).get("external_id") if body else None
+        except (ValueError, AttributeError):
+            external_id = None
+        if isinstance(external_id, str):
+            # an invoice and its payment share the processor's id: what is counted is the kind and the id
+            self.creates[f"{path.rstrip('/').rsplit('/', 1)[-1]}:{external_id}"] += 1
+        replay = iter(messages)
+
+        async def replayed() -> Any:
+            return next(replay, {"type": "http.disconnect"})
+
+        return replayed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    """Start ``thred-bridge ARGS``; its log goes to a file beside the test's database."""
+    log = cwd / f"{args[0]}-{time.monotonic_ns()}.log"
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "thred_bridge", *args], env=env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT
+        )
+
+
+async def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"process exited with {proc.returncode}: {proc.args!r}")
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused one must be able to hear SIGTERM
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def payments(client: httpx.AsyncClient, thred_url: str, business_id: str) -> list[dict[str, Any]]:
+    state = (await client.get(f"{thred_url}/_sandbox/state")).json()["businesses"]
+    found: list[dict[str, Any]] = state.get(business_id, {}).get("payments", [])
+    return found
