@@ -98,6 +98,7 @@ class Bridge:
             processing = Processing(
                 self.store, self.connections, self.processors, utc_now,
                 owner=owner, max_attempts=self.settings.max_attempts, lease=lease,
+                on_fetch=self.metrics.processor_answered,
             )  # fmt: skip
             dispatching = Dispatching(
                 self.store,
@@ -106,7 +107,7 @@ class Bridge:
                 owner=owner,
                 max_attempts=self.settings.max_attempts,
                 lease=lease,
-                on_record=lambda outcome: self.metrics.dispatched.labels(outcome).inc(),
+                on_record=lambda outcome: self.metrics.counted("records", self.metrics.dispatched, outcome),
                 wake=self.records_ready.set,
                 fence=fence,
             )
@@ -118,7 +119,7 @@ class Bridge:
         return Worker(
             make, concurrency=concurrency or self.settings.worker_concurrency, poll=poll,
             events_ready=self.events_ready, records_ready=self.records_ready,
-            on_processed=lambda outcome: self.metrics.processed.labels(outcome).inc(),
+            on_processed=lambda outcome: self.metrics.counted("events", self.metrics.processed, outcome),
             scheduled=[Scheduled("settlement-poll", every, polling.tick)],
             presence=presence, grace=self.settings.shutdown_seconds,
         )  # fmt: skip
@@ -163,8 +164,11 @@ async def open_bridge(settings: Settings, *, with_thred: bool = True, role: str 
             if not settings.thred_partner_id or settings.thred_api_key is None:
                 raise ConfigError("THRED_API_URL is set: THRED_PARTNER_ID and THRED_API_KEY are required too")
             partner_id, api_key = settings.thred_partner_id, settings.thred_api_key.get_secret_value()
+        metrics = Metrics()
         if with_thred:
-            thred = ThredClient(thred_url, partner_id, api_key, timeout=settings.thred_timeout)
+            thred = ThredClient(
+                thred_url, partner_id, api_key, timeout=settings.thred_timeout, observe=metrics.thred_answered
+            )
             stack.push_async_callback(thred.aclose)
         # A transaction idle for half the takeover time belongs to a frozen process: Postgres ends it.
         store = SqlStore(schema.async_engine(settings.database_url, idle_in_transaction=settings.takeover_seconds / 2))
@@ -180,7 +184,6 @@ async def open_bridge(settings: Settings, *, with_thred: bool = True, role: str 
         records_ready = Signal()
         inbox = Inbox(store, utc_now, events_ready)
         stack.push_async_callback(inbox.aclose)
-        metrics = Metrics()
         presence = Presence(
             store,
             presence_for(store, settings.database_url),
@@ -190,6 +193,7 @@ async def open_bridge(settings: Settings, *, with_thred: bool = True, role: str 
             takeover=settings.takeover_seconds,
             lease=timedelta(seconds=settings.lease_seconds),
             wake={EVENTS_CHANNEL: events_ready, RECORDS_CHANNEL: records_ready},
+            on_taken_over=metrics.taken_over.inc,
         )
         yield Bridge(
             settings=settings,

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(2.0, gt=0, alias="BRIDGE_HEARTBEAT_SECONDS")
     takeover_seconds: float = Field(10.0, gt=0, alias="BRIDGE_TAKEOVER_SECONDS")
     shutdown_seconds: float = Field(20.0, ge=0, alias="BRIDGE_SHUTDOWN_SECONDS")
+    # `thred-bridge worker` serves /metrics and /healthz here when set (0: any free port, logged); `serve` has
+    # them on its own port already.
+    metrics_port: int | None = Field(None, ge=0, le=65535, alias="BRIDGE_METRICS_PORT")
+    metrics_host: str = Field("0.0.0.0", alias="BRIDGE_METRICS_HOST")  # noqa: S104 - scraped from other hosts
 
     @model_validator(mode="after")
     def _heartbeat_fits_takeover(self) -> Settings:
@@ -49,6 +53,11 @@ class Settings(BaseSettings):
                 "(a dead process is found by a heartbeat that stops)"
             )
         return self
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _blank_port_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("thred_api_url", "thred_partner_id", mode="before")
     @classmethod

@@ -106,7 +106,9 @@ def dead_pid() -> int:
 
 
 async def test_a_stale_heartbeat_gives_the_claims_to_the_living(queued: SqlStore, database_url: str) -> None:
-    a, b = presence(queued, database_url, host="host-a"), presence(queued, database_url, host="host-b")
+    taken: list[int] = []
+    a = presence(queued, database_url, host="host-a")
+    b = presence(queued, database_url, host="host-b", on_taken_over=taken.append)
     async with a.attached():
         records, events = await claim_all(queued, a.id)
         assert (len(records), len(events)) == (3, 1)
@@ -116,6 +118,7 @@ async def test_a_stale_heartbeat_gives_the_claims_to_the_living(queued: SqlStore
             frozen = asyncio.get_running_loop().time()
             assert await taken_back(queued, within=1.0) == ([True, True, True], 1)  # takeover = 5 beats = 1 s
             assert asyncio.get_running_loop().time() - frozen > a.stale, "not before its heartbeat went stale"
+            assert taken == [4], "the taker counts what it took back (the metric bridge_claims_taken_over)"
             await a.tick()  # it wakes up: a beat finds it declared dead, so it sends nothing
             with pytest.raises(ProcessLostError):
                 await a.fence(a.generation)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import signal
 from typing import Any
 
+import structlog
 import uvicorn
 from rich.console import Console
 from rich.table import Table
@@ -18,11 +20,12 @@ from thred_bridge.entrypoints.cli import _print_json
 from thred_bridge.errors import ConfigError
 from thred_bridge.observe import configure_logging
 from thred_bridge.service.connections import NewConnection, age_seconds
-from thred_bridge.serving import run
+from thred_bridge.serving import run, serve_in_background
 from thred_bridge.settings import Settings
 from thred_bridge.store import schema
 
 out = Console(highlight=False, soft_wrap=True)
+log = structlog.get_logger("thred_bridge.commands")
 
 
 def webhook_url(settings: Settings, connection: Connection) -> str:
@@ -79,10 +82,18 @@ def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _worker(settings: Settings) -> None:
-    async with open_bridge(settings) as bridge:
+    from thred_bridge.entrypoints.metrics import create_metrics_app
+
+    async with open_bridge(settings) as bridge, contextlib.AsyncExitStack() as stack:
+        if settings.metrics_port is not None:
+            app = create_metrics_app(bridge)
+            url = await stack.enter_async_context(
+                serve_in_background(app, host=settings.metrics_host, port=settings.metrics_port)
+            )
+            log.info("metrics.listening", url=f"{url}/metrics")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # after the servers: these handlers are the ones that count
             loop.add_signal_handler(sig, stop.set)
         await bridge.worker().run(stop)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from thred_bridge.bootstrap import Bridge, utc_now
+from thred_bridge.entrypoints.metrics import metrics_view
 from thred_bridge.errors import DeliveryError, PayloadTooLargeError, UnknownConnectionError
 from thred_bridge.processors.base import Acknowledges
 from thred_bridge.store import schema
@@ -108,14 +108,11 @@ def create_app(bridge: Bridge) -> Starlette:
             )
         return JSONResponse({"status": "ready", "schema": found})
 
-    async def metrics_view(_request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
     return Starlette(
         routes=[
             Route("/webhooks/{processor}/{connection_id}", webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_view, methods=["GET"]),
+            metrics_view(bridge),
         ]
     )

@@ -72,7 +72,9 @@ class Dispatching:
         return first_outcome
 
     async def _send_one(self, record: ClaimedRecord) -> tuple[str, list[ClaimedRecord]]:
-        bound = log.bind(kind=record.kind, external_id=record.external_id, connection=record.connection_id)
+        bound = log.bind(
+            record=record.id, kind=record.kind, external_id=record.external_id, connection=record.connection_id
+        )
         if self._fence is not None:
             await self._fence()  # raises ProcessLostError, before any write, when this claim was taken over
         try:
@@ -82,15 +84,17 @@ class Dispatching:
         except TRANSIENT as exc:
             message = describe(exc)
             if record.attempts >= self._max_attempts:
-                await self._fail(record, f"gave up after {record.attempts} attempts: {message}")
+                await self._fail(
+                    record, f"gave up after {record.attempts} attempts: {message}", thred_request_id=_request_id(exc)
+                )
                 return "failed", []
             due = next_due(record.attempts, self._clock(), random.random(), retry_after_of(exc))
-            bound.info("record.retry", error=message, due=due.isoformat())
+            bound.info("record.retry", error=message, due=due.isoformat(), thred_request_id=_request_id(exc))
             async with self._store.transaction() as tx:
                 await tx.retry_record(record.id, due, message)
             return "retry", []
         except ThredError as exc:
-            await self._fail(record, describe(exc))
+            await self._fail(record, describe(exc), thred_request_id=exc.request_id)
             return "failed", []
         except Exception as exc:
             bound.exception("record.crashed")
@@ -164,7 +168,15 @@ class Dispatching:
             raise ThredError(f"Thred {lookup.kind} {lookup.thred_id} has no {lookup.field}")
         return value
 
-    async def _fail(self, record: ClaimedRecord, error: str) -> None:
-        log.warning("record.failed", kind=record.kind, external_id=record.external_id, error=error)
+    async def _fail(self, record: ClaimedRecord, error: str, *, thred_request_id: str | None = None) -> None:
+        log.warning(
+            "record.failed", record=record.id, kind=record.kind, external_id=record.external_id,
+            connection=record.connection_id, error=error, thred_request_id=thred_request_id,
+        )  # fmt: skip
         async with self._store.transaction() as tx:
             await tx.fail_record(record.id, error)
+
+
+def _request_id(exc: BaseException) -> str | None:
+    """The request id Thred gave its answer, to quote to Thred's support (None when no answer came)."""
+    return exc.request_id if isinstance(exc, ThredError) else None

@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from itertools import islice
 
 import structlog
 
 from thred_bridge.domain.movements import Movement
-from thred_bridge.domain.queue import ClaimedEvent
+from thred_bridge.domain.queue import ClaimedEvent, Connection
 from thred_bridge.domain.records import Record, records_for
 from thred_bridge.domain.retry import next_due
 from thred_bridge.errors import TRANSIENT, BridgeError, UnknownConnectionError, describe, retry_after_of
@@ -52,7 +53,10 @@ class Processing:
         max_attempts: int,
         lease: timedelta,
         records_per_transaction: int = RECORDS_PER_TRANSACTION,
+        on_fetch: Callable[[str, str, float], None] = lambda _processor, _outcome, _seconds: None,
     ) -> None:
+        """``on_fetch(processor, outcome, seconds)`` hears how each read of a processor's API went: ``ok``,
+        ``transient`` (to be retried) or ``refused``."""
         self._store = store
         self._connections = connections
         self._processors = processors
@@ -61,6 +65,7 @@ class Processing:
         self._max_attempts = max_attempts
         self._lease = lease
         self._records_per_transaction = records_per_transaction
+        self._on_fetch = on_fetch
 
     async def claim(self, limit: int) -> list[ClaimedEvent]:
         async with self._store.transaction() as tx:
@@ -112,8 +117,7 @@ class Processing:
                 if routed is None:
                     return await self._unroute(event)
                 connection = routed
-            processor = self._processors[event.processor]
-            planned = await _plan(await processor.movements(event, connection))
+            planned = await _plan(await self._movements(event, connection))
         except TRANSIENT as exc:
             if event.attempts >= self._max_attempts:
                 return await self._fail(event, f"gave up after {event.attempts} attempts: {describe(exc)}")
@@ -134,6 +138,19 @@ class Processing:
                 planned.close()
         bound.info("event.done", records=len(planned)) if kept else bound.warning("event.lease_lost")
         return "done" if kept else "lost"
+
+    async def _movements(self, event: ClaimedEvent, connection: Connection) -> Sequence[Movement] | MovementStream:
+        started = time.perf_counter()
+        outcome = "refused"
+        try:
+            moved = await self._processors[event.processor].movements(event, connection)
+            outcome = "ok"
+            return moved
+        except TRANSIENT:
+            outcome = "transient"
+            raise
+        finally:
+            self._on_fetch(event.processor, outcome, time.perf_counter() - started)
 
     async def _finish(self, event: ClaimedEvent, planned: Iterable[Record], connection_id: str) -> bool:
         """Queue the records and mark the event done; a large plan in several transactions (module doc),

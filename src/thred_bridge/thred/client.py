@@ -74,7 +74,10 @@ class ThredClient:
         clock: Callable[[], float] = _wall_clock,
         refresh_margin: float = 300.0,
         max_connections: int = 50,
+        observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
+        """``observe(method, status, seconds)`` hears of every exchange: the HTTP status, or ``timeout`` /
+        ``unreachable`` when no answer came."""
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigError(f"Thred base URL must be an absolute http(s) URL, got {base_url!r}")
@@ -86,6 +89,7 @@ class ThredClient:
         self._timeout = timeout
         self._clock = clock
         self._refresh_margin = refresh_margin
+        self._observe = observe
         self._tokens: dict[str | None, _Token] = {}
         self._locks: dict[str | None, asyncio.Lock] = {}
         self._http = httpx.AsyncClient(
@@ -360,6 +364,7 @@ class ThredClient:
         top_level: bool = False,
     ) -> httpx.Response:
         """One exchange (plus at most one same-origin redirect); transport failures become transient."""
+        started = time.perf_counter()
         try:
             request = self._http.build_request(method, path, headers=headers, content=content, params=params)
             response = await self._exchange(request, top_level)
@@ -368,12 +373,19 @@ class ThredClient:
                 request = httpx.Request(method, target, headers=request.headers, content=content)
                 response = await self._exchange(request, top_level)
         except httpx.TimeoutException as exc:
+            self._observed(method, "timeout", started)
             message = f"Thred timed out after {self._timeout} s on {method} {path} ({type(exc).__name__})"
             raise ThredUnavailableError(message) from None
         except httpx.TransportError as exc:
+            self._observed(method, "unreachable", started)
             message = f"Thred unreachable on {method} {path}: {type(exc).__name__}: {exc}"
             raise ThredUnavailableError(message) from None
+        self._observed(method, str(response.status_code), started)
         return response
+
+    def _observed(self, method: str, status: str, started: float) -> None:
+        if self._observe is not None:
+            self._observe(method, status, time.perf_counter() - started)
 
     async def _exchange(self, request: httpx.Request, top_level: bool) -> httpx.Response:
         """Send and read the answer: whole, or with ``top_level`` a large successful one for its top level only
