@@ -1,5 +1,6 @@
 """A crash costs seconds: claims of a SIGKILLed worker are finished by another worker process within 10 s, with
-a lease of ten minutes; a worker paused past its heartbeat loses its claims and, resumed, sends none of them.
+a lease of ten minutes; a worker paused past its heartbeat loses its claims and, resumed, sends none of them; a
+worker told to stop (SIGTERM) exits 0 holding nothing.
 Nothing reaches Thred twice: the sandbox counts every create per external id.
 
 Real processes (`thred-bridge serve` with no worker, two `thred-bridge worker`), the Thred sandbox and the
@@ -238,3 +239,40 @@ async def test_a_worker_paused_past_its_heartbeat_sends_nothing_it_lost(fleet: F
             assert again not in (None, process), "under a new registration"
     finally:
         stop_all(procs)
+
+
+async def test_a_sigterm_stops_a_worker_cleanly_and_gives_back_what_it_holds(fleet: Fleet, database_url: str) -> None:
+    port = free_port()
+    procs = [spawn(["serve", "--port", str(port)], fleet.env, fleet.cwd)]
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await wait_http(f"{base}/readyz", procs[0])
+        async with httpx.AsyncClient(timeout=10) as client:
+            await deliver_all(fleet, client, base)
+            stopping = spawn(["worker"], fleet.env, fleet.cwd)
+            procs.append(stopping)
+            process, _, _ = await wait_holding(database_url, stopping)
+            stopping.terminate()
+            shutdown = Settings.model_validate(fleet.env).shutdown_seconds
+            assert stopping.wait(timeout=shutdown + 5) == 0, "SIGTERM: in-flight work finished or given back, exit 0"
+            assert ended_as(database_url, process) == "stopped"
+            _, records, events = held_by_process(database_url, process)
+            assert (records, events) == (set(), set()), "nothing stays claimed by a process that stopped"
+            procs.append(spawn(["worker"], fleet.env, fleet.cwd))
+            status = await drained(fleet)
+            await check_books(fleet, client, status)
+    finally:
+        stop_all(procs)
+
+
+def held_by_process(url: str, process: str) -> tuple[str, set[int], set[int]]:
+    engine = schema.sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            records = conn.execute(text("SELECT id FROM records WHERE locked_by = :p"), {"p": process}).scalars()
+            events = conn.execute(
+                text("SELECT id FROM events WHERE locked_by = :p AND status = 'processing'"), {"p": process}
+            ).scalars()
+            return process, set(records), set(events)
+    finally:
+        engine.dispose()
