@@ -54,6 +54,12 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _postgres_scheme(cls, value: str) -> str:
+        # `postgres://` is what Heroku-style platforms hand out (`fly postgres attach`); it means postgresql://
+        return "postgresql://" + value.removeprefix("postgres://") if value.startswith("postgres://") else value
+
     @field_validator("metrics_port", mode="before")
     @classmethod
     def _blank_port_is_unset(cls, value: object) -> object:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import math
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -67,12 +68,26 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             create_app(bridge), host=host, port=port, log_level="warning", access_log=False, lifespan="off",
             timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds),
         )  # fmt: skip
-        server = uvicorn.Server(config)
+        server = _Server(config)
         try:
             await server.serve()  # until SIGTERM or SIGINT: uvicorn stops accepting and finishes open requests
         finally:
             stop.set()  # then the worker tasks finish or give back what they hold
             await asyncio.gather(*workers, return_exceptions=True)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that the SIGTERM (or SIGINT) that stopped it gracefully ends the process with
+    exit 0: uvicorn raises the captured signal again once it has stopped, which would kill the process with it
+    before the worker tasks have given back what they hold."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
 
 def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
