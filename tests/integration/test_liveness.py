@@ -4,6 +4,7 @@ heartbeat, never by waiting out a lease; a live one keeps and renews them; one d
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from thred_bridge.domain.queue import Notice
 from thred_bridge.domain.records import Record
@@ -185,3 +187,66 @@ async def test_postgres_wakes_workers_by_notify(pg_store: SqlStore, empty_postgr
         started = asyncio.get_running_loop().time()
         await events_ready.wait(3.0)
         assert asyncio.get_running_loop().time() - started < 1.0, "woken by NOTIFY, long before a beat or a poll"
+
+
+async def test_a_renewal_skips_what_a_finishing_transaction_holds(pg_store: SqlStore, empty_postgres_url: str) -> None:
+    """The worker finishing an event holds its row and then writes records; the process's renewal must neither
+    wait for that row nor hold records the worker needs meanwhile (that cycle was a deadlock under load)."""
+    await fill(pg_store)
+    records, events = await claim_all(pg_store, "proc-a")
+    before = utc_now()
+    async with pg_store.engine.connect() as finishing:
+        await finishing.execute(text("BEGIN"))
+        await finishing.execute(text("UPDATE events SET last_error = 'finishing' WHERE id = :id"), {"id": events[0]})
+        async with pg_store.transaction() as tx:  # as Presence's beat: it must not wait for the event's row
+            await asyncio.wait_for(tx.renew_claims("proc-a", before, before + timedelta(hours=5)), timeout=5)
+        await finishing.execute(text("UPDATE records SET last_error = 'x' WHERE id = :id"), {"id": records[0]})
+        await finishing.execute(text("COMMIT"))
+    async with pg_store.engine.connect() as conn:
+        renewed = (await conn.execute(text("SELECT min(locked_until) FROM records"))).scalar_one()
+        event_lease = (await conn.execute(text("SELECT locked_until FROM events"))).scalar_one()
+    assert renewed > before + timedelta(hours=4), "the records it holds were renewed"
+    assert event_lease < before + timedelta(hours=4), "the row being finished was skipped, not waited for"
+
+
+async def test_what_crashed_is_given_back_not_held_for_ever(queued: SqlStore) -> None:
+    """An item whose handling crashed (the store failed after the work) goes back to the queue: a live process
+    renews what it holds, so no lease would ever run out on it. A record comes back flagged for a lookup."""
+    from thred_bridge.service.dispatch import Dispatching
+    from thred_bridge.service.process import Processing
+    from thred_bridge.service.worker import _Loop
+
+    async with queued.transaction() as tx:
+        [record] = await tx.claim_records("proc-a", utc_now(), 1, LEASE)
+        [event] = await tx.claim_events("proc-a", utc_now(), 1, LEASE)
+    dispatching = Dispatching(queued, None, utc_now, owner="proc-a", max_attempts=5, lease=LEASE)  # type: ignore[arg-type]
+    processing = Processing(queued, None, {}, utc_now, owner="proc-a", max_attempts=5, lease=LEASE)  # type: ignore[arg-type]
+    items: dict[str, list[object]] = {"dispatch": [record], "process": [event]}
+    for name, give_back in (("dispatch", dispatching.give_back), ("process", processing.give_back)):
+        handed = list(items[name])
+
+        async def claim(_n: int, handed: list[object] = handed) -> list[object]:
+            return [handed.pop()] if handed else []
+
+        async def crash(_item: object) -> str:
+            raise ConnectionError("server closed the connection unexpectedly")
+
+        stop = asyncio.Event()
+        after = functools.partial(lambda event, _outcome: event.set(), stop)
+        loop: _Loop[object] = _Loop(name, claim, crash, 4, Signal(), after, 0.05, give_back)  # type: ignore[arg-type]
+        await asyncio.wait_for(loop.run(stop, grace=1), timeout=10)
+    async with queued.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT locked_by, taken_over, last_error FROM records WHERE id = :i"), {"i": record.id}
+            )
+        ).one()
+        ev = (
+            await conn.execute(text("SELECT locked_by, status, last_error FROM events WHERE id = :i"), {"i": event.id})
+        ).one()
+    assert row[0] is None
+    assert bool(row[1]) is True, "looked up in Thred before it is sent again"
+    assert "ConnectionError" in row[2]
+    assert ev[0] is None
+    assert ev[1] == "pending"
+    assert "ConnectionError" in ev[2]

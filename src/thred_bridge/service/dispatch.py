@@ -110,6 +110,13 @@ class Dispatching:
         bound.info("record.sent", thred_id=thred_id, op=record.op)
         return "sent", ready
 
+    async def give_back(self, record: ClaimedRecord, error: str) -> None:
+        """After a crash outside the record's own error handling (the store failed after Thred answered): back in
+        the queue with backoff, to be looked up in Thred before it is sent again."""
+        due = next_due(record.attempts, self._clock(), random.random(), None)
+        async with self._store.transaction() as tx:
+            await tx.give_back_record(record.id, self.owner, due, error)
+
     async def _already_sent(self, record: ClaimedRecord) -> str | None:
         """The Thred id of a taken-over record that its dead holder had sent already, else None (send it).
 

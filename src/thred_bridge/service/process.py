@@ -79,6 +79,13 @@ class Processing:
         async with self._renewing(event):
             return await self._handle(event)
 
+    async def give_back(self, event: ClaimedEvent, error: str) -> None:
+        """After a crash outside the event's own error handling (the store failed as it finished): back in the
+        queue with backoff, so a live process that renews its claims does not hold it for ever."""
+        due = next_due(event.attempts, self._clock(), random.random(), None)
+        async with self._store.transaction() as tx:
+            await tx.retry_event(event.id, self.owner, due, error)
+
     @contextlib.asynccontextmanager
     async def _renewing(self, event: ClaimedEvent) -> AsyncIterator[None]:
         done = asyncio.Event()

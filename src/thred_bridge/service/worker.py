@@ -48,6 +48,7 @@ class _Loop(Generic[T]):
         wakeup: Signal,
         after: Callable[[str], None],
         poll: float,
+        give_back: Callable[[T, str], Awaitable[None]],
     ) -> None:
         self.name = name
         self._claim = claim
@@ -56,6 +57,7 @@ class _Loop(Generic[T]):
         self._wakeup = wakeup
         self._after = after
         self._poll = poll
+        self._give_back = give_back
         self._inflight: set[asyncio.Task[str]] = set()
         self.handled = 0
 
@@ -93,9 +95,13 @@ class _Loop(Generic[T]):
             outcome = await self._handle(item)
         except ProcessLostError:  # declared dead while it held the item: another process has it now
             outcome = "lost"
-        except Exception:  # e.g. the store failed after the work: the item's lease runs out and it is retried
+        except Exception as exc:  # e.g. the store failed after the work (a deadlock, a dropped connection)
             log.exception("worker.item_crashed", loop=self.name)
             outcome = "crashed"
+            try:  # this process renews what it holds: what crashed must be given back, or it is held for ever
+                await self._give_back(item, f"internal error ({type(exc).__name__}): {exc}")
+            except Exception:  # the store is away: the claim comes back with this process's registration
+                log.exception("worker.give_back_failed", loop=self.name)
         self.handled += 1
         self._after(outcome)
         return outcome
@@ -190,9 +196,9 @@ class Worker:
         halt = asyncio.Event()
         loops: list[_Loop[Any]] = [
             _Loop("process", processing.claim, processing.handle, self._concurrency, self.events_ready,
-                  self._processed, self._poll),
+                  self._processed, self._poll, processing.give_back),
             _Loop("dispatch", dispatching.claim, dispatching.handle, self._concurrency, self.records_ready,
-                  lambda _outcome: None, self._poll),
+                  lambda _outcome: None, self._poll, dispatching.give_back),
         ]  # fmt: skip
 
         async def watch() -> None:

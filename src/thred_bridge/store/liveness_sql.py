@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, literal_column, select, text, update
+from sqlalchemy import and_, bindparam, delete, exists, func, literal_column, select, text, tuple_, update
 
 from thred_bridge.domain.queue import ProcessRow, TakenOver
 from thred_bridge.store.tables import UTCDateTime, events, leases, processes, records
@@ -57,18 +57,27 @@ class LivenessQueries(TxBase):
         return bool(result.rowcount)
 
     async def renew_claims(self, process_id: str, now: datetime, until: datetime) -> None:
-        """Extend every claim the process holds (a live but slow process keeps what it is working on)."""
-        await self.conn.execute(
-            update(records)
+        """Extend every claim the process holds (a live but slow process keeps what it is working on).
+
+        A row another transaction has locked is skipped, not waited for (``SKIP LOCKED``): it is one of this
+        process's own items being finished right now, and a renewal that waited for it while holding the rows
+        it had renewed already could deadlock with that very transaction (which inserts records the renewal
+        may hold). The next beat renews whatever is still held."""
+        held_records = (
+            select(records.c.id)
             .where(records.c.locked_by == process_id, records.c.status == "pending", records.c.locked_until >= now)
-            .values(locked_until=until)
+            .with_for_update(skip_locked=True)
         )
-        await self.conn.execute(
-            update(events)
+        await self.conn.execute(update(records).where(records.c.id.in_(held_records)).values(locked_until=until))
+        held_events = (
+            select(events.c.id)
             .where(events.c.locked_by == process_id, events.c.status == "processing")
-            .values(locked_until=until)
+            .with_for_update(skip_locked=True)
         )
-        await self.conn.execute(update(leases).where(leases.c.owner == process_id).values(expires_at=until))
+        await self.conn.execute(update(events).where(events.c.id.in_(held_events)).values(locked_until=until))
+        key = (leases.c.connection_id, leases.c.object_key)
+        held_leases = select(*key).where(leases.c.owner == process_id).with_for_update(skip_locked=True)
+        await self.conn.execute(update(leases).where(tuple_(*key).in_(held_leases)).values(expires_at=until))
 
     async def living_processes(self, now: datetime, stale_after: timedelta) -> Sequence[ProcessRow]:
         """Every process not yet known to have ended: whether its heartbeat is older than ``stale_after`` and,

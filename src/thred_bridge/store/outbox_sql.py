@@ -365,6 +365,15 @@ class OutboxQueries(TxBase):
             blocked = f"waiting on {row.kind} {row.external_id}, which failed: {error}"
             queue.extend((child, blocked) for child in dict.fromkeys(c.record_id for c in children.all()))
 
+    async def give_back_record(self, record_id: int, owner: str, due: datetime, error: str) -> None:
+        """A claim whose handling crashed goes back, due at ``due``, marked ``taken_over``: it may have reached
+        Thred before the crash, so whoever claims it next looks it up there before sending it."""
+        await self.conn.execute(
+            update(records)
+            .where(records.c.id == record_id, records.c.locked_by == owner, records.c.status == "pending")
+            .values(next_attempt_at=due, locked_until=None, locked_by=None, last_error=error, taken_over=True)
+        )
+
     async def release_record(self, record_id: int) -> None:
         """Give back a claim without counting an attempt (the worker is stopping)."""
         await self.conn.execute(
