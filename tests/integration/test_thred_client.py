@@ -341,6 +341,35 @@ async def test_invoice_payments_are_cancelled_by_post(client: ThredClient, fake:
 
 
 @pytest.mark.anyio
+async def test_before_write_is_the_last_word_after_the_tokens(client: ThredClient, fake: FakeThred) -> None:
+    """The fence a worker passes runs once the tokens are bought, right before the write; raising stops it."""
+    seen: list[list[str]] = []
+
+    async def fence() -> None:
+        seen.append([r.url.path for r in fake.requests])
+
+    await client.create(B1, "customer", {"external_id": "stripe_cus_1"}, before_write=fence)
+    assert len(seen) == 1, "once per write"
+    assert [p.endswith("/token/") for p in seen[0]] == [True, True], "after the partner and business tokens"
+    assert fake.minted == [None, B1]
+
+    class LostError(Exception):
+        pass
+
+    async def lost() -> None:
+        raise LostError
+
+    before = len(fake.requests)
+    with pytest.raises(LostError):
+        await client.create(B1, "customer", {"external_id": "stripe_cus_2"}, before_write=lost)
+    created = await client.create(B1, "payment", {"external_id": "stripe_ch_2"}, idempotency_key="k2")
+    with pytest.raises(LostError):
+        await client.delete(B1, "payment", created.id, before_write=lost)
+    assert [r.method for r in fake.requests[before:]] == ["POST"], "only the unfenced create went out"
+    assert (await client.get(B1, "payment", created.id))["id"] == created.id
+
+
+@pytest.mark.anyio
 async def test_businesses_use_the_partner_token(client: ThredClient, fake: FakeThred) -> None:
     created = await client.create_business(
         external_id="acme", legal_name="Acme Ltd", entity_type="ltd", email="ops@acme.test", country="GB"

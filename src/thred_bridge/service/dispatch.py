@@ -76,7 +76,9 @@ class Dispatching:
             record=record.id, kind=record.kind, external_id=record.external_id, connection=record.connection_id
         )
         if self._fence is not None:
-            await self._fence()  # raises ProcessLostError, before any write, when this claim was taken over
+            # raises ProcessLostError when this claim was taken over; checked again by the client right before
+            # the write goes out, since a token, a lookup or a pause may come between
+            await self._fence()
         try:
             thred_id = await self._already_sent(record) if record.taken_over else None
             if thred_id is None:
@@ -144,7 +146,9 @@ class Dispatching:
             if target is None:
                 return None
             try:
-                await self._thred.delete(record.business_id, record.kind, target, parent_id=record.parent_id)
+                await self._thred.delete(
+                    record.business_id, record.kind, target, parent_id=record.parent_id, before_write=self._fence
+                )
             except ThredError as exc:
                 if exc.status != 404:  # already gone: the goal is reached
                     raise
@@ -160,6 +164,7 @@ class Dispatching:
             fill(record.body, resolved),
             parent_id=record.parent_id,
             idempotency_key=record.idempotency_key,
+            before_write=self._fence,
         )
         return created.id
 

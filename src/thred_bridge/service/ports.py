@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -84,11 +84,20 @@ class ThredApi(Protocol):
         *,
         parent_id: str | None = None,
         idempotency_key: str | None = None,
+        before_write: Callable[[], Awaitable[None]] | None = None,
     ) -> Created: ...
 
     async def get(self, business_id: str, kind: Any, record_id: str, *, parent_id: str | None = None) -> Any: ...
 
-    async def delete(self, business_id: str, kind: Any, record_id: str, *, parent_id: str | None = None) -> None: ...
+    async def delete(
+        self,
+        business_id: str,
+        kind: Any,
+        record_id: str,
+        *,
+        parent_id: str | None = None,
+        before_write: Callable[[], Awaitable[None]] | None = None,
+    ) -> None: ...
 
     async def find_by_external_id(
         self, business_id: str, kind: Any, external_id: str, *, parent_id: str | None = None

@@ -15,7 +15,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -125,8 +125,12 @@ class ThredClient:
         *,
         parent_id: str | None = None,
         idempotency_key: str | None = None,
+        before_write: Callable[[], Awaitable[None]] | None = None,
     ) -> Created:
         """POST a record. 201 → ``created=True``; 200 (Thred returned the existing one) → False.
+
+        ``before_write`` is awaited right before the request goes out (after any token is bought), each time it
+        goes out: the caller's last word on whether it may still write (a fence; it raises to stop the write).
 
         A 409 for a body with ``external_id`` is answered by looking that record up: found →
         ``Created(created=False)``; not found → the 409 ThredError is raised. Not for payouts: their POST is
@@ -136,7 +140,9 @@ class ThredClient:
         path = wire.path_for(kind, business_id, parent_id)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         try:
-            response = await self._authed("POST", path, business_id, json=body, headers=headers, top_level=True)
+            response = await self._authed(
+                "POST", path, business_id, json=body, headers=headers, top_level=True, before_write=before_write
+            )
         except ThredError as exc:
             external_id = body.get("external_id")
             if exc.status != 409 or kind == "payout" or not isinstance(external_id, str) or not external_id:
@@ -182,10 +188,19 @@ class ThredClient:
         response = await self._authed("GET", path, business_id)
         return wire.parse_created(kind, response.content)
 
-    async def delete(self, business_id: str, kind: Kind, record_id: str, *, parent_id: str | None = None) -> None:
-        """Cancel an invoice payment (pending/failed only) or delete a refund payment."""
+    async def delete(
+        self,
+        business_id: str,
+        kind: Kind,
+        record_id: str,
+        *,
+        parent_id: str | None = None,
+        before_write: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Cancel an invoice payment (pending/failed only) or delete a refund payment (``before_write``: as for
+        :meth:`create`)."""
         method, path = wire.delete_route(kind, business_id, record_id, parent_id)
-        await self._authed(method, path, business_id)
+        await self._authed(method, path, business_id, before_write=before_write)
 
     async def list(
         self,
@@ -333,6 +348,7 @@ class ThredClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         top_level: bool = False,
+        before_write: Callable[[], Awaitable[None]] | None = None,
     ) -> httpx.Response:
         """Send with the scope's bearer token; on a 401 re-authenticate and retry once. 2xx only.
 
@@ -344,6 +360,8 @@ class ThredClient:
             sent = {**(headers or {}), "Authorization": f"Bearer {token.value}"}
             if content is not None:
                 sent["Content-Type"] = "application/json"
+            if before_write is not None:
+                await before_write()
             response = await self._send(method, path, sent, content, params, top_level=top_level)
             if response.status_code != 401 or attempt == 2:
                 break
