@@ -171,7 +171,14 @@ async def open_bridge(settings: Settings, *, with_thred: bool = True, role: str 
             )
             stack.push_async_callback(thred.aclose)
         # A transaction idle for half the takeover time belongs to a frozen process: Postgres ends it.
-        store = SqlStore(schema.async_engine(settings.database_url, idle_in_transaction=settings.takeover_seconds / 2))
+        store = SqlStore(
+            schema.async_engine(
+                settings.database_url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                idle_in_transaction=settings.takeover_seconds / 2,
+            )
+        )
         stack.push_async_callback(store.aclose)
         processors = registry(
             stripe_api_base=settings.stripe_api_base,

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(2.0, gt=0, alias="BRIDGE_HEARTBEAT_SECONDS")
     takeover_seconds: float = Field(10.0, gt=0, alias="BRIDGE_TAKEOVER_SECONDS")
     shutdown_seconds: float = Field(20.0, ge=0, alias="BRIDGE_SHUTDOWN_SECONDS")
+    # Database connections per process: the pool holds this many, and opens up to max_overflow more under load
+    # (Postgres; plus one for the process's own presence session). Every process counts against the server's
+    # max_connections (100 by default): size them so that processes × (pool + overflow + 1) fits.
+    db_pool_size: int = Field(10, ge=1, le=500, alias="BRIDGE_DB_POOL_SIZE")
+    db_max_overflow: int = Field(5, ge=0, le=500, alias="BRIDGE_DB_MAX_OVERFLOW")
     # `thred-bridge worker` serves /metrics and /healthz here when set (0: any free port, logged); `serve` has
     # them on its own port already.
     metrics_port: int | None = Field(None, ge=0, le=65535, alias="BRIDGE_METRICS_PORT")

@@ -60,9 +60,12 @@ def _sqlite_tuning(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def async_engine(url: str, *, pool_size: int = 10, idle_in_transaction: float | None = None) -> AsyncEngine:
-    """``idle_in_transaction`` (Postgres): end a session that sits inside a transaction this many seconds, so a
-    frozen process's row locks do not hold up the living that take over its claims."""
+def async_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 5, idle_in_transaction: float | None = None
+) -> AsyncEngine:
+    """``pool_size`` connections kept, ``max_overflow`` more opened under load (Postgres; SQLite's pool is
+    fixed). ``idle_in_transaction`` (Postgres): end a session that sits inside a transaction this many seconds,
+    so a frozen process's row locks do not hold up the living that take over its claims."""
     driver = _driver_url(url, asynchronous=True)
     if dialect_of(url) == "sqlite":
         path = sqlite_path(url)
@@ -79,7 +82,7 @@ def async_engine(url: str, *, pool_size: int = 10, idle_in_transaction: float | 
     return create_async_engine(
         driver,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_reset_on_return=None,
         connect_args=connect_args,
