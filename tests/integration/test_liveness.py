@@ -126,6 +126,25 @@ async def test_a_stale_heartbeat_gives_the_claims_to_the_living(queued: SqlStore
                 await a.fence(a.generation)
 
 
+async def test_claims_taken_under_a_lost_name_come_back_at_the_next_beat(queued: SqlStore, database_url: str) -> None:
+    """A frozen process declared dead may, resumed and before its own beat tells it, claim under the name it
+    lost: the living sweep those claims at their next beat, flagged to be looked up in Thred first."""
+    taken: list[int] = []
+    a = presence(queued, database_url, host="host-a")
+    b = presence(queued, database_url, host="host-b", on_taken_over=taken.append)
+    async with a.attached(), b.attached():
+        a._task.cancel()  # type: ignore[union-attr]  # frozen
+        async with queued.transaction() as tx:
+            assert await tx.take_over(a.id, utc_now(), ended="dead") is not None  # declared dead, nothing held
+        records, events = await claim_all(queued, a.id)  # resumed: it claims before its beat says it is lost
+        assert (len(records), len(events)) == (3, 1)
+        assert await taken_back(queued, within=b.heartbeat * 2) == ([True, True, True], 1)
+        assert taken == [4]
+        await a.tick()
+        with pytest.raises(ProcessLostError):
+            await a.fence(a.generation)
+
+
 async def test_a_live_process_renews_its_claims(queued: SqlStore, database_url: str) -> None:
     short = timedelta(seconds=0.5)
     a = presence(queued, database_url)

@@ -244,6 +244,12 @@ class Presence:
                 events=taken.events, records=taken.records, by=self.id,
             )  # fmt: skip
             self._on_taken_over(taken.total)
+        async with self._store.transaction() as tx:
+            orphans = await tx.release_orphans(self._clock())
+        if orphans.total:
+            total += orphans.total
+            log.warning("process.orphans_released", events=orphans.events, records=orphans.records, by=self.id)
+            self._on_taken_over(orphans.total)
         if total:
             for wake in self._wake.values():
                 wake.set()

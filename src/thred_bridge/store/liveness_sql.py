@@ -136,6 +136,41 @@ class LivenessQueries(TxBase):
             await self.notify(RECORDS_CHANNEL)
         return TakenOver(events=moved_events.rowcount or 0, records=moved_records.rowcount or 0)
 
+    async def release_orphans(self, now: datetime) -> TakenOver:
+        """Put back in the queue the claims still named for a process that has ended.
+
+        ``take_over`` releases what the dead held when it is declared dead; a process frozen at that moment may
+        still, once resumed and before its next beat tells it so, claim under the name it lost. Those claims
+        would wait out their lease: every live process sweeps them at each beat. A row another transaction
+        holds is skipped (the next beat finds it), as in :meth:`renew_claims`."""
+        ended = select(processes.c.id).where(processes.c.stopped_at.is_not(None))
+        orphan_records = (
+            select(records.c.id)
+            .where(records.c.locked_by.in_(ended), records.c.status == "pending")
+            .with_for_update(skip_locked=True)
+        )
+        moved_records = await self.conn.execute(
+            update(records)
+            .where(records.c.id.in_(orphan_records))
+            .values(locked_until=None, locked_by=None, taken_over=True)
+        )
+        orphan_events = (
+            select(events.c.id)
+            .where(events.c.locked_by.in_(ended), events.c.status == "processing")
+            .with_for_update(skip_locked=True)
+        )
+        moved_events = await self.conn.execute(
+            update(events)
+            .where(events.c.id.in_(orphan_events))
+            .values(status="pending", next_attempt_at=now, locked_until=None, locked_by=None)
+        )
+        await self.conn.execute(delete(leases).where(leases.c.owner.in_(ended)))
+        if moved_events.rowcount:
+            await self.notify(EVENTS_CHANNEL)
+        if moved_records.rowcount:
+            await self.notify(RECORDS_CHANNEL)
+        return TakenOver(events=moved_events.rowcount or 0, records=moved_records.rowcount or 0)
+
     async def forget_processes(self, before: datetime) -> int:
         """Drop the rows of processes that ended before ``before`` (their claims are long gone)."""
         result = await self.conn.execute(
