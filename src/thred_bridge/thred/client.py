@@ -362,7 +362,9 @@ class ThredClient:
                 sent["Content-Type"] = "application/json"
             if before_write is not None:
                 await before_write()
-            response = await self._send(method, path, sent, content, params, top_level=top_level)
+            response = await self._send(
+                method, path, sent, content, params, top_level=top_level, before_write=before_write
+            )
             if response.status_code != 401 or attempt == 2:
                 break
             _log.info("thred.reauth", extra={"method": method, "path": path})
@@ -380,15 +382,23 @@ class ThredClient:
         params: Mapping[str, str] | None,
         *,
         top_level: bool = False,
+        before_write: Callable[[], Awaitable[None]] | None = None,
     ) -> httpx.Response:
-        """One exchange (plus at most one same-origin redirect); transport failures become transient."""
+        """One exchange (plus at most one same-origin redirect); transport failures become transient.
+
+        ``before_write`` is awaited again at the last moment, through httpcore's ``trace`` extension: once a
+        connection is in hand (a new one may take a TCP connect) and right before the request's headers are
+        written, so that no await lies between the caller's last word and the bytes leaving."""
         started = time.perf_counter()
+        extensions = {} if before_write is None else {"trace": _at_write(before_write)}
         try:
-            request = self._http.build_request(method, path, headers=headers, content=content, params=params)
+            request = self._http.build_request(
+                method, path, headers=headers, content=content, params=params, extensions=extensions
+            )
             response = await self._exchange(request, top_level)
             if response.status_code in _REDIRECTS and self._same_origin(request, response):
                 target = request.url.join(response.headers["location"])
-                request = httpx.Request(method, target, headers=request.headers, content=content)
+                request = httpx.Request(method, target, headers=request.headers, content=content, extensions=extensions)
                 response = await self._exchange(request, top_level)
         except httpx.TimeoutException as exc:
             self._observed(method, "timeout", started)
@@ -448,3 +458,14 @@ class ThredClient:
             )
         now = datetime.fromtimestamp(self._clock(), UTC)
         return wire.parse_error(status, response.content, response.headers, now=now)
+
+
+def _at_write(before_write: Callable[[], Awaitable[None]]) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore ``trace`` callback that awaits ``before_write`` as the request's headers are about to go out
+    (HTTP/1.1 or HTTP/2); its exception aborts the request before a byte of it is written."""
+
+    async def trace(name: str, _info: dict[str, Any]) -> None:
+        if name.endswith(".send_request_headers.started"):
+            await before_write()
+
+    return trace
