@@ -25,6 +25,7 @@ class Slow:
     def __init__(self, app: Any, delay: float) -> None:
         self.app, self.delay = app, delay
         self.creates: collections.Counter[str] = collections.Counter()
+        self.first_created: dict[str, float] = {}  # the same keys: when the first create arrived (monotonic)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
@@ -48,7 +49,9 @@ class Slow:
             external_id = None
         if isinstance(external_id, str):
             # an invoice and its payment share the processor's id: what is counted is the kind and the id
-            self.creates[f"{path.rstrip('/').rsplit('/', 1)[-1]}:{external_id}"] += 1
+            key = f"{path.rstrip('/').rsplit('/', 1)[-1]}:{external_id}"
+            self.creates[key] += 1
+            self.first_created.setdefault(key, time.monotonic())
         replay = iter(messages)
 
         async def replayed() -> Any:
