@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import secrets
 import signal
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from tests.e2e.processes import Slow, free_port, spawn, stop_all, wait_http
+from tests.e2e.processes import Slow, free_port, process_env, spawn, stop_all, wait_http
 from thred_bridge import testing
 from thred_bridge.bootstrap import open_bridge
 from thred_bridge.sandbox import create_app as create_sandbox
@@ -296,23 +295,19 @@ async def fleet(
         serve_in_background(mollie_app) as mollie_url,
         serve_in_background(thred) as thred_url,
     ):
-        env = {
-            **os.environ,
-            "BRIDGE_DATABASE_URL": database_url,
-            "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
-            "THRED_API_URL": thred_url,
-            "THRED_PARTNER_ID": testing.PARTNER[0],
-            "THRED_API_KEY": testing.PARTNER[1],
-            "BRIDGE_STRIPE_API_BASE": stripe_url,
-            "BRIDGE_MOLLIE_API_BASE": mollie_url,
-            "BRIDGE_MOLLIE_SETTLEMENT_POLL_SECONDS": "0",
-            "BRIDGE_WORKERS": "0",
-            "BRIDGE_LEASE_SECONDS": "600",  # whatever comes back in seconds comes back by liveness
-            "BRIDGE_LOG_LEVEL": "warning",
-            "BRIDGE_DB_POOL_SIZE": "6",  # 3 web + 4 workers × (6 + 3 + 1) stay under Postgres's 100
-            "BRIDGE_DB_MAX_OVERFLOW": "3",
+        env = process_env(
+            database_url,
+            thred_url,
+            BRIDGE_STRIPE_API_BASE=stripe_url,
+            BRIDGE_MOLLIE_API_BASE=mollie_url,
+            BRIDGE_MOLLIE_SETTLEMENT_POLL_SECONDS="0",
+            BRIDGE_WORKERS="0",
+            BRIDGE_LEASE_SECONDS="600",  # whatever comes back in seconds comes back by liveness
+            BRIDGE_LOG_LEVEL="warning",
+            BRIDGE_DB_POOL_SIZE="6",  # 3 web + 4 workers × (6 + 3 + 1) stay under Postgres's 100
+            BRIDGE_DB_MAX_OVERFLOW="3",
             **(settings or {}),
-        }
+        )
         stripe_secret = "whsec_" + secrets.token_hex(12)
         adyen = {"capture": "immediate", "webhook_user": ADYEN_WEBHOOK_USER[0]}
         adyen["webhook_password"] = ADYEN_WEBHOOK_USER[1]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from thred_bridge import testing
 
 
 class Slow:
@@ -58,6 +62,20 @@ class Slow:
             return next(replay, {"type": "http.disconnect"})
 
         return replayed
+
+
+def process_env(database_url: str, thred_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a bridge process on ``database_url`` that sends to the sandbox at ``thred_url``, with a
+    fresh secret key, plus ``settings`` (``BRIDGE_…`` names)."""
+    return {
+        **os.environ,
+        "BRIDGE_DATABASE_URL": database_url,
+        "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
+        "THRED_API_URL": thred_url,
+        "THRED_PARTNER_ID": testing.PARTNER[0],
+        "THRED_API_KEY": testing.PARTNER[1],
+        **settings,
+    }
 
 
 def free_port() -> int:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import secrets
 import sys
 import uuid
 from collections import Counter
@@ -21,6 +19,7 @@ import httpx
 import pytest
 from aiolimiter import AsyncLimiter
 
+from tests.e2e.processes import process_env
 from tests.e2e.test_mollie_settlement import build_month
 from thred_bridge import testing
 from thred_bridge.bootstrap import open_bridge
@@ -197,17 +196,13 @@ async def test_cli_backfill_wait_books_the_month(database_url: str, tmp_path: Pa
         serve_in_background(mollie) as mollie_url,
         serve_in_background(create_sandbox(partners=dict([testing.PARTNER]))) as thred_url,
     ):
-        env = {
-            **os.environ,
-            "BRIDGE_DATABASE_URL": database_url,
-            "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
-            "THRED_API_URL": thred_url,
-            "THRED_PARTNER_ID": testing.PARTNER[0],
-            "THRED_API_KEY": testing.PARTNER[1],
-            "BRIDGE_MOLLIE_API_BASE": mollie_url,
-            "BRIDGE_WORKER_CONCURRENCY": "8",
-            "BRIDGE_LOG_LEVEL": "warning",
-        }
+        env = process_env(
+            database_url,
+            thred_url,
+            BRIDGE_MOLLIE_API_BASE=mollie_url,
+            BRIDGE_WORKER_CONCURRENCY="8",
+            BRIDGE_LOG_LEVEL="warning",
+        )
         business_id = str(uuid.uuid4())
         credentials = {"api_key": testing.MOLLIE_API_KEY, "organization_token": testing.MOLLIE_ORGANIZATION_TOKEN}
         async with open_bridge(Settings.model_validate(env), with_thred=False) as offline:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import secrets
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -22,6 +20,7 @@ import httpx
 import pytest
 from aiolimiter import AsyncLimiter
 
+from tests.e2e.processes import process_env
 from tests.e2e.test_stripe_month import build_month
 from thred_bridge import testing
 from thred_bridge.bootstrap import open_bridge
@@ -180,17 +179,13 @@ async def cli(database_url: str, tmp_path: Path) -> AsyncIterator[Cli]:
         serve_in_background(create_stripe(world, api_key=testing.STRIPE_KEY)) as stripe_url,
         serve_in_background(create_sandbox(partners=dict([testing.PARTNER]))) as thred_url,
     ):
-        env = {
-            **os.environ,
-            "BRIDGE_DATABASE_URL": database_url,
-            "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
-            "THRED_API_URL": thred_url,
-            "THRED_PARTNER_ID": testing.PARTNER[0],
-            "THRED_API_KEY": testing.PARTNER[1],
-            "BRIDGE_STRIPE_API_BASE": stripe_url,
-            "BRIDGE_WORKER_CONCURRENCY": "8",
-            "BRIDGE_LOG_LEVEL": "warning",
-        }
+        env = process_env(
+            database_url,
+            thred_url,
+            BRIDGE_STRIPE_API_BASE=stripe_url,
+            BRIDGE_WORKER_CONCURRENCY="8",
+            BRIDGE_LOG_LEVEL="warning",
+        )
         business_id = "5b0e8a52-8f1e-4c1d-9a57-0d7c5e2f9b31"
         async with open_bridge(Settings.model_validate(env), with_thred=False) as offline:
             connection = await offline.connections.add(

@@ -10,7 +10,6 @@ simulated Stripe API as servers in this test, on SQLite and on Postgres.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import signal
 import subprocess
@@ -24,7 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.e2e.processes import Slow, free_port, payments, spawn, stop_all, wait_http
+from tests.e2e.processes import Slow, free_port, payments, process_env, spawn, stop_all, wait_http
 from thred_bridge import testing
 from thred_bridge.bootstrap import open_bridge
 from thred_bridge.sandbox import create_app as create_sandbox
@@ -61,20 +60,16 @@ async def fleet(database_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
         serve_in_background(create_stripe(world, api_key=testing.STRIPE_KEY)) as stripe_url,
         serve_in_background(thred) as thred_url,
     ):
-        env = {
-            **os.environ,
-            "BRIDGE_DATABASE_URL": database_url,
-            "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
-            "THRED_API_URL": thred_url,
-            "THRED_PARTNER_ID": testing.PARTNER[0],
-            "THRED_API_KEY": testing.PARTNER[1],
-            "BRIDGE_STRIPE_API_BASE": stripe_url,
-            "BRIDGE_WORKERS": "0",
-            "BRIDGE_LEASE_SECONDS": "600",  # whatever comes back in seconds comes back by liveness
-            "BRIDGE_WORKER_CONCURRENCY": "4",
-            "BRIDGE_LOG_LEVEL": "info",
-            "BRIDGE_METRICS_PORT": "0",
-        }
+        env = process_env(
+            database_url,
+            thred_url,
+            BRIDGE_STRIPE_API_BASE=stripe_url,
+            BRIDGE_WORKERS="0",
+            BRIDGE_LEASE_SECONDS="600",  # whatever comes back in seconds comes back by liveness
+            BRIDGE_WORKER_CONCURRENCY="4",
+            BRIDGE_LOG_LEVEL="info",
+            BRIDGE_METRICS_PORT="0",
+        )
         secret = "whsec_" + secrets.token_hex(12)
         async with open_bridge(Settings.model_validate(env), with_thred=False) as offline:
             connection = await offline.connections.add(
