@@ -7,15 +7,13 @@ Expected failures print one line in the operator's terms, never a traceback.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from thred_bridge import __version__
+from thred_bridge.entrypoints.output import fail
 from thred_bridge.errors import BridgeError, ConfigError, SchemaOutdatedError, UnknownConnectionError
 from thred_bridge.malloc import return_large_blocks
 from thred_bridge.settings import Settings
@@ -123,15 +121,6 @@ def _date(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
-
-
-def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"thred-bridge: {message}\n")
-    return code
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     return_large_blocks()  # a long-lived process: memory of a large report goes back once it is done
     parser = _parser()
@@ -140,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return _fail(f"configuration error: {problems}", 2)
+        return fail(f"configuration error: {problems}", 2)
     from thred_bridge.entrypoints import commands
     from thred_bridge.observe import configure_logging
 
@@ -150,15 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, settings)
     except SchemaOutdatedError as exc:
-        return _fail(exc.message, 2)
+        return fail(exc.message, 2)
     except (ConfigError, UnknownConnectionError) as exc:
-        return _fail(exc.message, 2)
+        return fail(exc.message, 2)
     except BridgeError as exc:
-        return _fail(exc.message, 1)
+        return fail(exc.message, 1)
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        return _fail(f"{type(exc).__name__}: {exc.strerror or exc}", 1)
+        return fail(f"{type(exc).__name__}: {exc.strerror or exc}", 1)
 
 
-__all__ = ["_print_json", "main"]
+__all__ = ["main"]

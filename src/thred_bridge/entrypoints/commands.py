@@ -17,7 +17,7 @@ from rich.table import Table
 
 from thred_bridge.bootstrap import Bridge, open_bridge, utc_now
 from thred_bridge.domain.queue import Connection, ConnectionStatus
-from thred_bridge.entrypoints.cli import _print_json
+from thred_bridge.entrypoints.output import print_json
 from thred_bridge.errors import ConfigError
 from thred_bridge.observe import configure_logging
 from thred_bridge.service.connections import NewConnection, age_seconds
@@ -117,7 +117,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     before, after = schema.migrate(settings.database_url)
     result = {"database": schema.dialect_of(settings.database_url), "from": before, "to": after}
     if args.json:
-        _print_json(result)
+        print_json(result)
     elif before == after:
         out.print(f"schema already at revision {after}")
     else:
@@ -161,7 +161,7 @@ async def _connections(args: argparse.Namespace, settings: Settings) -> int:
             found = await bridge.connections.all(include_removed=args.all)
             shown = [describe_connection(settings, c) for c in found]
             if args.json:
-                _print_json(shown)
+                print_json(shown)
             else:
                 table = Table("id", "processor", "business", "account", "webhook URL", "state")
                 for c in shown:
@@ -175,14 +175,14 @@ async def _connections(args: argparse.Namespace, settings: Settings) -> int:
             connection = await bridge.connections.get(args.id, include_removed=True)
             one = describe_connection(settings, connection)
             if args.json:
-                _print_json(one)
+                print_json(one)
             else:
                 for key, value in one.items():
                     out.print(f"{key:16} {value if value is not None else ''}")
             return 0
         await bridge.connections.remove(args.id)
         if args.json:
-            _print_json({"id": args.id, "removed": True})
+            print_json({"id": args.id, "removed": True})
         else:
             out.print(f"removed {args.id}; its webhook URL now answers 404")
         return 0
@@ -213,7 +213,7 @@ async def _add(args: argparse.Namespace, settings: Settings, bridge: Bridge) -> 
     )
     url = webhook_url(settings, connection)
     if args.json:
-        _print_json({"id": connection.id, "webhook_url": url})
+        print_json({"id": connection.id, "webhook_url": url})
     else:
         out.print(f"connection {connection.id}\nwebhook URL: {url}")
         out.print("Add this URL as a Stripe webhook endpoint (events: charge.succeeded, payment_intent.succeeded).")
@@ -245,7 +245,7 @@ async def _add_adyen(args: argparse.Namespace, settings: Settings, bridge: Bridg
     )
     url = webhook_url(settings, connection)
     if args.json:
-        _print_json({"id": connection.id, "webhook_url": url})
+        print_json({"id": connection.id, "webhook_url": url})
     else:
         out.print(f"connection {connection.id}\nwebhook URL: {url}")
         out.print(
@@ -280,7 +280,7 @@ async def _add_mollie(args: argparse.Namespace, settings: Settings, bridge: Brid
     )
     url = webhook_url(settings, connection)
     if args.json:
-        _print_json({"id": connection.id, "webhook_url": url})
+        print_json({"id": connection.id, "webhook_url": url})
     else:
         out.print(f"connection {connection.id}\nwebhook URL: {url}")
         out.print(
@@ -310,7 +310,7 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
     now = utc_now()
     rows = [_status_row(s, now) for s in statuses]
     if args.json:
-        _print_json(rows if not args.id else rows[0])
+        print_json(rows if not args.id else rows[0])
     else:
         counted = ("received", "synced", "waiting", "failed", "ignored", "unrouted")
         table = Table("connection", "processor", *counted, "oldest waiting")
@@ -353,7 +353,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     count = asyncio.run(_replay())
     if args.json:
-        _print_json({"id": args.id, "queued": count})
+        print_json({"id": args.id, "queued": count})
     else:
         out.print(f"queued {count} event(s) again" if count else "nothing to replay")
     return 0
@@ -387,7 +387,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     checks = run(_run())
     differences = sum(len(c.differences) for c in checks)
     if args.json:
-        _print_json(
+        print_json(
             {
                 "id": args.id,
                 "since": since.isoformat(),
@@ -441,7 +441,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         result = run(run_report_backfill(settings, args.id, batches, args.report_base or LIVE_REPORT_BASE,
                                          wait=args.wait, quiet=args.json))  # fmt: skip
         if args.json:
-            _print_json(result)
+            print_json(result)
         return 0
     if args.since is None:
         raise ConfigError("backfill needs --since YYYY-MM-DD (or, for Adyen, --batches FIRST-LAST)")
@@ -451,5 +451,5 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     result = run(run_backfill(settings, args.id, args.since, until, rate=args.rate, parallel=args.parallel,
                               wait=args.wait, quiet=args.json))  # fmt: skip
     if args.json:
-        _print_json(result)
+        print_json(result)
     return 0

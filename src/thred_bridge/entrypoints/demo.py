@@ -24,7 +24,7 @@ from rich.table import Table
 
 from thred_bridge.bootstrap import Bridge, open_bridge
 from thred_bridge.domain.money import Money
-from thred_bridge.entrypoints.cli import _print_json
+from thred_bridge.entrypoints.output import print_json
 from thred_bridge.entrypoints.web import create_app
 from thred_bridge.processors.stripe.currency import from_stripe
 from thred_bridge.service.connections import NewConnection
@@ -109,7 +109,7 @@ async def _demo(tmp: Path, console: Console, json_output: bool, timeout: float) 
     elapsed = time.perf_counter() - started
     ok = synced and _matches(books, expected)
     if json_output:
-        _print_json({"ok": ok, "deliveries": codes, "payments": books, "seconds": round(elapsed, 2)})
+        print_json({"ok": ok, "deliveries": codes, "payments": books, "seconds": round(elapsed, 2)})
     else:
         _render(console, books, codes, ok, elapsed)
     return 0 if ok else 1
