@@ -36,10 +36,8 @@ import httpx
 import orjson
 from tests.e2e.fleet import Fleet, Held, fleet, mixed_traffic
 
-from bench.payout import cpu_seconds, database, machine_facts
+from bench.payout import HOST, cpu_seconds, database, machine_facts
 from thred_bridge import testing
-
-HOST = "127.0.0.1"
 
 
 class CpuMeter:

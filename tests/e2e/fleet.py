@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from tests.e2e.processes import Slow, free_port, process_env, spawn, stop_all, wait_http
+from tests.e2e.processes import Slow, free_port, held_by, process_env, spawn, stop_all, unfinished, wait_http
 from thred_bridge import testing
 from thred_bridge.bootstrap import open_bridge
 from thred_bridge.sandbox import create_app as create_sandbox
@@ -227,22 +227,10 @@ class Fleet:
         return {"events_left": events_left, "records_left": records_left, "failed": failed, "sent": sent}
 
     def held_by(self, proc: subprocess.Popen[bytes]) -> Held:
-        rows = self.query("SELECT id FROM processes WHERE pid = :pid AND stopped_at IS NULL", pid=proc.pid)
-        process = rows[0][0] if rows else None
-        records = self.query("SELECT id FROM records WHERE locked_by = :p AND status = 'pending'", p=process)
-        events = self.query("SELECT id FROM events WHERE locked_by = :p AND status = 'processing'", p=process)
-        return Held(process, {r[0] for r in records}, {e[0] for e in events})
+        return Held(*held_by(self.env["BRIDGE_DATABASE_URL"], proc.pid))
 
     def unfinished(self, held: Held) -> int:
-        left = 0
-        if held.records:
-            ids = ",".join(map(str, held.records))
-            left += len(self.query(f"SELECT id FROM records WHERE status = 'pending' AND id IN ({ids})"))
-        if held.events:
-            ids = ",".join(map(str, held.events))
-            waiting = "status IN ('pending', 'processing')"
-            left += len(self.query(f"SELECT id FROM events WHERE {waiting} AND id IN ({ids})"))
-        return left
+        return unfinished(self.env["BRIDGE_DATABASE_URL"], held.records, held.events)
 
     async def wait_holding(self, proc: subprocess.Popen[bytes], timeout: float = 60) -> Held:
         deadline = time.monotonic() + timeout

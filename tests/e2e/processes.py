@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from thred_bridge import testing
+from thred_bridge.store import schema
 
 
 class Slow:
@@ -124,3 +126,44 @@ async def payments(client: httpx.AsyncClient, thred_url: str, business_id: str) 
     state = (await client.get(f"{thred_url}/_sandbox/state")).json()["businesses"]
     found: list[dict[str, Any]] = state.get(business_id, {}).get("payments", [])
     return found
+
+
+def held_by(url: str, pid: int) -> tuple[str | None, set[int], set[int]]:
+    """The registration of the process with ``pid`` that is not ended, and the records and events it holds."""
+    engine = schema.sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            process = conn.execute(
+                text("SELECT id FROM processes WHERE pid = :pid AND stopped_at IS NULL"), {"pid": pid}
+            ).scalar()
+            records = conn.execute(
+                text("SELECT id FROM records WHERE locked_by = :p AND status = 'pending'"), {"p": process}
+            ).scalars()
+            events = conn.execute(
+                text("SELECT id FROM events WHERE locked_by = :p AND status = 'processing'"), {"p": process}
+            ).scalars()
+            return process, set(records), set(events)
+    finally:
+        engine.dispose()
+
+
+def unfinished(url: str, records: set[int], events: set[int]) -> int:
+    engine = schema.sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            left = 0
+            if records:
+                left += len(
+                    conn.execute(
+                        text(f"SELECT id FROM records WHERE status != 'sent' AND id IN ({','.join(map(str, records))})")
+                    ).all()
+                )
+            if events:
+                left += len(
+                    conn.execute(
+                        text(f"SELECT id FROM events WHERE status != 'done' AND id IN ({','.join(map(str, events))})")
+                    ).all()
+                )
+            return left
+    finally:
+        engine.dispose()

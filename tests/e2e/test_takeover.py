@@ -23,7 +23,17 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.e2e.processes import Slow, free_port, payments, process_env, spawn, stop_all, wait_http
+from tests.e2e.processes import (
+    Slow,
+    free_port,
+    held_by,
+    payments,
+    process_env,
+    spawn,
+    stop_all,
+    unfinished,
+    wait_http,
+)
 from thred_bridge import testing
 from thred_bridge.bootstrap import open_bridge
 from thred_bridge.sandbox import create_app as create_sandbox
@@ -91,47 +101,6 @@ async def deliver_all(fleet: Fleet, client: httpx.AsyncClient, base: str) -> Non
             f"{base}/webhooks/stripe/{fleet.connection_id}", content=delivery.body, headers=delivery.headers
         )
         assert answer.status_code == 200
-
-
-def held_by(url: str, pid: int) -> tuple[str | None, set[int], set[int]]:
-    """The registration of the process with ``pid`` that is not ended, and the records and events it holds."""
-    engine = schema.sync_engine(url)
-    try:
-        with engine.connect() as conn:
-            process = conn.execute(
-                text("SELECT id FROM processes WHERE pid = :pid AND stopped_at IS NULL"), {"pid": pid}
-            ).scalar()
-            records = conn.execute(
-                text("SELECT id FROM records WHERE locked_by = :p AND status = 'pending'"), {"p": process}
-            ).scalars()
-            events = conn.execute(
-                text("SELECT id FROM events WHERE locked_by = :p AND status = 'processing'"), {"p": process}
-            ).scalars()
-            return process, set(records), set(events)
-    finally:
-        engine.dispose()
-
-
-def unfinished(url: str, records: set[int], events: set[int]) -> int:
-    engine = schema.sync_engine(url)
-    try:
-        with engine.connect() as conn:
-            left = 0
-            if records:
-                left += len(
-                    conn.execute(
-                        text(f"SELECT id FROM records WHERE status != 'sent' AND id IN ({','.join(map(str, records))})")
-                    ).all()
-                )
-            if events:
-                left += len(
-                    conn.execute(
-                        text(f"SELECT id FROM events WHERE status != 'done' AND id IN ({','.join(map(str, events))})")
-                    ).all()
-                )
-            return left
-    finally:
-        engine.dispose()
 
 
 def ended_as(url: str, process_id: str) -> str | None:
