@@ -1,6 +1,6 @@
 """The write fence over a real socket: ThredClient against the Thred sandbox on loopback. The caller's
-``before_write`` runs once more after a connection is in hand, right before the request's headers are written;
-raising there sends nothing."""
+``before_write`` runs once more after a connection is in hand, right before the request's headers are written,
+and again right before its body is; raising at either books nothing."""
 
 from __future__ import annotations
 
@@ -41,6 +41,26 @@ async def test_the_fence_has_the_last_word_once_the_connection_is_open() -> None
         created = await thred.create(BUSINESS, "customer", {"external_id": "stripe_cus_2"}, before_write=_open)
         assert created.created
         assert await thred.find_by_external_id(BUSINESS, "customer", "stripe_cus_1") is None
+
+
+async def test_a_claim_lost_between_the_headers_and_the_body_cuts_the_request_short() -> None:
+    calls: list[str] = []
+
+    async def lost_between_the_writes() -> None:
+        calls.append("fence")
+        if len(calls) == 3:  # the headers went out; the process froze before the body and was declared dead
+            raise LostError
+
+    sandbox = create_sandbox(partners=dict([testing.PARTNER]))
+    async with serve_in_background(sandbox) as url, ThredClient(url, *testing.PARTNER) as thred:
+        with pytest.raises(LostError):
+            await thred.create(
+                BUSINESS, "customer", {"external_id": "stripe_cus_3"}, before_write=lost_between_the_writes
+            )
+        assert calls == ["fence"] * 3, "before the request, before its headers, before its body"
+        assert await thred.find_by_external_id(BUSINESS, "customer", "stripe_cus_3") is None, "nothing booked"
+        created = await thred.create(BUSINESS, "customer", {"external_id": "stripe_cus_3"}, before_write=_open)
+        assert created.created, "the next process sends it once, as new"
 
 
 async def _open() -> None:

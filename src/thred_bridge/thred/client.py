@@ -388,7 +388,8 @@ class ThredClient:
 
         ``before_write`` is awaited again at the last moment, through httpcore's ``trace`` extension: once a
         connection is in hand (a new one may take a TCP connect) and right before the request's headers are
-        written, so that no await lies between the caller's last word and the bytes leaving."""
+        written, and once more right before its body is, so that no await lies between the caller's last word
+        and the bytes that complete the request."""
         started = time.perf_counter()
         extensions = {} if before_write is None else {"trace": _at_write(before_write)}
         try:
@@ -460,12 +461,18 @@ class ThredClient:
         return wire.parse_error(status, response.content, response.headers, now=now)
 
 
+_AT_WRITE = (".send_request_headers.started", ".send_request_body.started")
+
+
 def _at_write(before_write: Callable[[], Awaitable[None]]) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-    """An httpcore ``trace`` callback that awaits ``before_write`` as the request's headers are about to go out
-    (HTTP/1.1 or HTTP/2); its exception aborts the request before a byte of it is written."""
+    """An httpcore ``trace`` callback that awaits ``before_write`` as the request's headers are about to go out,
+    and again as its body is (HTTP/1.1 or HTTP/2). Its exception aborts the request: before a byte of it is
+    written, or with the headers written and the body not, which the server reads as a request cut short and
+    books nothing. The body is the commit point: a process frozen between the two writes and declared dead
+    meanwhile is stopped there, not on the next request."""
 
     async def trace(name: str, _info: dict[str, Any]) -> None:
-        if name.endswith(".send_request_headers.started"):
+        if name.endswith(_AT_WRITE):
             await before_write()
 
     return trace
