@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -126,6 +128,39 @@ async def payments(client: httpx.AsyncClient, thred_url: str, business_id: str) 
     state = (await client.get(f"{thred_url}/_sandbox/state")).json()["businesses"]
     found: list[dict[str, Any]] = state.get(business_id, {}).get("payments", [])
     return found
+
+
+async def freeze(proc: subprocess.Popen[bytes], url: str) -> None:
+    """SIGSTOP ``proc`` — on SQLite, outside a write transaction. A process frozen inside one holds the file's
+    only write lock, and until it resumes or dies no other process can write at all (a limit of SQLite that
+    docs/decisions/0006 names; on Postgres a frozen process holds row locks only, which the living skip)."""
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:") else None
+    for _ in range(200):
+        proc.send_signal(signal.SIGSTOP)
+        _wait_stopped(proc.pid)
+        if path is None or _writable(path):
+            return
+        proc.send_signal(signal.SIGCONT)
+        await asyncio.sleep(0.01)
+    raise AssertionError("the process never left its write transactions")
+
+
+def _wait_stopped(pid: int) -> None:
+    """Until the SIGSTOP is delivered, not merely sent: the state letter in /proc is ``T``."""
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+        assert time.monotonic() < deadline, "the process did not stop"
+        time.sleep(0.001)
+
+
+def _writable(path: str) -> bool:
+    with contextlib.closing(sqlite3.connect(path, timeout=0.2, isolation_level=None)) as conn:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        conn.execute("ROLLBACK")
+        return True
 
 
 def held_by(url: str, pid: int) -> tuple[str | None, set[int], set[int]]:

@@ -26,6 +26,7 @@ from sqlalchemy import text
 from tests.e2e.processes import (
     Slow,
     free_port,
+    freeze,
     held_by,
     payments,
     process_env,
@@ -188,7 +189,7 @@ async def test_a_worker_paused_past_its_heartbeat_sends_nothing_it_lost(fleet: F
             procs.append(spawn(["worker"], fleet.env, fleet.cwd))
             await asyncio.sleep(1.0)
             process, records, events = await wait_holding(database_url, paused)
-            paused.send_signal(signal.SIGSTOP)
+            await freeze(paused, database_url)
             stopped = time.monotonic()
             while unfinished(database_url, records, events):
                 assert time.monotonic() - stopped < TAKEOVER + 5, "a frozen worker's claims were never taken over"
