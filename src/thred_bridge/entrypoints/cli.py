@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8100)
     sandbox.add_argument("--path", default=None, help="keep the books in this SQLite file (default: memory)")
-    command("demo", "the whole pipeline on embedded defaults with simulated Stripe traffic")
+    command("demo", "the whole product on embedded defaults with simulated Stripe, Adyen and Mollie traffic")
 
     conns = command("connections", "add, list, show and remove processor connections")
     csub = conns.add_subparsers(dest="action", required=True, metavar="ACTION")
