@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from thred_bridge.crypto import Vault, local_key
+from thred_bridge.crypto import Vault, local_key, previous_keys
 from thred_bridge.domain.queue import Connection
 from thred_bridge.errors import ConfigError
 from thred_bridge.observe import Metrics
@@ -49,11 +49,14 @@ def data_dir(settings: Settings) -> Path:
 
 
 def vault_for(settings: Settings) -> Vault:
+    previous = previous_keys(
+        None if settings.previous_secret_keys is None else settings.previous_secret_keys.get_secret_value()
+    )
     if settings.secret_key is not None:
-        return Vault(settings.secret_key.get_secret_value())
+        return Vault(settings.secret_key.get_secret_value(), previous)
     if settings.env == "production":
         raise ConfigError("BRIDGE_SECRET_KEY is required when BRIDGE_ENV=production")
-    return Vault(local_key(data_dir(settings)))
+    return Vault(local_key(data_dir(settings)), previous)
 
 
 def prepare_database(settings: Settings) -> None:

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     thred_partner_id: str | None = Field(None, alias="THRED_PARTNER_ID")
     thred_api_key: SecretStr | None = Field(None, alias="THRED_API_KEY")
     secret_key: SecretStr | None = Field(None, alias="BRIDGE_SECRET_KEY")
+    previous_secret_keys: SecretStr | None = Field(None, alias="BRIDGE_PREVIOUS_SECRET_KEYS")
     public_url: str = Field("http://127.0.0.1:8000", alias="BRIDGE_PUBLIC_URL")
     admin_token: SecretStr | None = Field(None, alias="BRIDGE_ADMIN_TOKEN")
     stripe_api_base: str = Field("https://api.stripe.com", alias="BRIDGE_STRIPE_API_BASE")

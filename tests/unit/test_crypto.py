@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 from hypothesis import given
 from hypothesis import strategies as st
 
-from thred_bridge.crypto import KEY_FILE_NAME, Vault, local_key
+from thred_bridge.crypto import KEY_FILE_NAME, Vault, local_key, previous_keys
 from thred_bridge.errors import ConfigError
 
 FERNET_KEY = Fernet.generate_key().decode()
@@ -126,3 +126,40 @@ def test_local_key_never_loosens_permissions_under_a_lax_umask(tmp_path: Path) -
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / KEY_FILE_NAME).stat().st_mode) == 0o600
+
+
+# --- rotation ------------------------------------------------------------------------------------------
+
+
+def test_a_previous_key_still_decrypts_and_new_secrets_use_the_current_one() -> None:
+    old, new = FERNET_KEY, Fernet.generate_key().decode()
+    stored = Vault(old).encrypt(SECRET)
+    vault = Vault(new, [PASSPHRASE, old])
+    assert vault.decrypt(stored) == SECRET
+    assert Vault(new).decrypt(vault.encrypt(SECRET)) == SECRET, "encrypted under the current key only"
+
+
+def test_rotate_re_encrypts_under_the_current_key_once() -> None:
+    old, new = FERNET_KEY, Fernet.generate_key().decode()
+    stored = Vault(old).encrypt(SECRET)
+    vault = Vault(new, [old])
+    rotated = vault.rotate(stored)
+    assert rotated is not None
+    assert rotated != stored
+    assert Vault(new).decrypt(rotated) == SECRET, "the old key is no longer needed"
+    assert vault.rotate(rotated) is None, "already under the current key"
+
+
+def test_rotate_refuses_a_token_no_key_opens_and_leaks_nothing() -> None:
+    stranger = Fernet.generate_key().decode()
+    token = Vault(stranger).encrypt(SECRET)
+    with pytest.raises(ConfigError) as info:
+        Vault(FERNET_KEY, [PASSPHRASE]).rotate(token)
+    assert "BRIDGE_PREVIOUS_SECRET_KEYS" in info.value.message
+    for leaked in (stranger, FERNET_KEY, PASSPHRASE, SECRET, token):
+        assert leaked not in str(info.value)
+
+
+def test_previous_keys_are_comma_separated() -> None:
+    assert previous_keys(None) == []
+    assert previous_keys(f" {FERNET_KEY} ,, {PASSPHRASE}\n") == [FERNET_KEY, PASSPHRASE]

@@ -107,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("id")
     reconcile.add_argument("--since", type=_date, default=None, help="YYYY-MM-DD (default: 30 days ago)")
     reconcile.add_argument("--until", type=_date, default=None, help="YYYY-MM-DD, exclusive (default: tomorrow)")
+    keys = command("secrets", "the key that encrypts stored credentials")
+    ksub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rotate = ksub.add_parser(
+        "rotate",
+        help="re-encrypt every stored secret under BRIDGE_SECRET_KEY (the old key in BRIDGE_PREVIOUS_SECRET_KEYS)",
+    )
+    rotate.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     replay = command("replay", "run failed or chosen events again")
     replay.add_argument("id")
     replay.add_argument("--failed", action="store_true", help="every failed event (the default)")

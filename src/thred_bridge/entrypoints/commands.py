@@ -359,6 +359,31 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- secrets ---------------------------------------------------------------------------------------------
+
+
+def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
+    """``secrets rotate``: every stored secret under BRIDGE_SECRET_KEY; safe to stop and run again."""
+
+    async def _rotate() -> Any:
+        async with open_bridge(settings, with_thred=False) as bridge:
+            return await bridge.connections.rotate_secrets()
+
+    done = asyncio.run(_rotate())
+    if args.json:
+        print_json(
+            {"rotated": done.rotated, "current": done.current, "changed_meanwhile": done.changed_meanwhile,
+             "done": done.done}
+        )  # fmt: skip
+    else:
+        out.print(f"{done.rotated} connection(s) re-encrypted, {done.current} already under BRIDGE_SECRET_KEY")
+        if done.done:
+            out.print("every stored secret decrypts with BRIDGE_SECRET_KEY alone: BRIDGE_PREVIOUS_SECRET_KEYS can go")
+        else:
+            out.print(f"{done.changed_meanwhile} connection(s) changed meanwhile: run it again")
+    return 0 if done.done else 1
+
+
 # --- reconcile -------------------------------------------------------------------------------------------
 
 

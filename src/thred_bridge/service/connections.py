@@ -23,6 +23,20 @@ def new_connection_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Rotation:
+    """What ``secrets rotate`` did: connections re-encrypted under the current key, those already under it,
+    and those changed by someone else meanwhile (left for the next run)."""
+
+    rotated: int
+    current: int
+    changed_meanwhile: int
+
+    @property
+    def done(self) -> bool:
+        return self.changed_meanwhile == 0
+
+
+@dataclass(frozen=True, slots=True)
 class NewConnection:
     processor: str
     business_id: str
@@ -126,6 +140,28 @@ class Connections:
         self._cache.pop(connection_id, None)
         if not removed:
             raise UnknownConnectionError(f"no active connection {connection_id!r}")
+
+    async def rotate_secrets(self) -> Rotation:
+        """Re-encrypt every connection's stored secrets (removed ones too) under the current key.
+
+        One transaction per connection, each a compare-and-set: stopped at any point, every row still
+        decrypts under the current key or a previous one, and running it again finishes the work."""
+        async with self._store.transaction() as tx:
+            rows = await tx.connection_rows(include_removed=True)
+        rotated = current = changed = 0
+        for row in rows:
+            was = {"credentials": row.credentials, "webhook_secrets": row.webhook_secrets}
+            now = {name: self._vault.rotate(token) or token for name, token in was.items()}
+            if now == was:
+                current += 1
+                continue
+            async with self._store.transaction() as tx:
+                if await tx.replace_connection_secrets(row.id, was, now):
+                    rotated += 1
+                else:
+                    changed += 1
+        self._cache.clear()
+        return Rotation(rotated, current, changed)
 
     async def status(self, connection: Connection) -> ConnectionStatus:
         async with self._store.transaction() as tx:

@@ -168,6 +168,21 @@ class SqlTx(InboxQueries, OutboxQueries, LivenessQueries):
         )
         return bool(result.rowcount)
 
+    async def replace_connection_secrets(
+        self, connection_id: str, was: Mapping[str, str], now: Mapping[str, str]
+    ) -> bool:
+        """Set the encrypted ``credentials`` and ``webhook_secrets`` to ``now`` if they still are ``was``."""
+        result = await self.conn.execute(
+            update(connections)
+            .where(
+                connections.c.id == connection_id,
+                connections.c.credentials == was["credentials"],
+                connections.c.webhook_secrets == was["webhook_secrets"],
+            )
+            .values(credentials=now["credentials"], webhook_secrets=now["webhook_secrets"])
+        )
+        return bool(result.rowcount)
+
     # --- backfill cursors ----------------------------------------------------------------------------
 
     async def cursor(self, connection_id: str, name: str) -> tuple[str | None, bool]:
