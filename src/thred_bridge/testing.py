@@ -369,14 +369,18 @@ async def mollie_bridge(
     worker: bool = True,
     settings: Mapping[str, Any] | None = None,
     organization_token: bool = True,
+    balance_access: bool = True,
     world: MollieWorld | None = None,
 ) -> AsyncIterator[MollieHarness]:
     """The whole bridge on loopback with one Mollie connection (profile key :data:`MOLLIE_API_KEY`, the
     organization token :data:`MOLLIE_ORGANIZATION_TOKEN` unless ``organization_token=False``, one next-gen
-    signing secret), a simulated Mollie API at BRIDGE_MOLLIE_API_BASE, and a fresh Thred sandbox."""
+    signing secret), a simulated Mollie API at BRIDGE_MOLLIE_API_BASE, and a fresh Thred sandbox.
+    ``balance_access=False`` makes the organization token one without ``balances.read`` (403 on balances)."""
     world = world or MollieWorld()
     secret = secrets.token_urlsafe(24)
-    mollie_app = create_mollie(world, api_key=MOLLIE_API_KEY, organization_token=MOLLIE_ORGANIZATION_TOKEN)
+    mollie_app = create_mollie(
+        world, api_key=MOLLIE_API_KEY, organization_token=MOLLIE_ORGANIZATION_TOKEN, balance_access=balance_access
+    )
     async with (
         serve_in_background(mollie_app) as mollie_url,
         serve_in_background(create_sandbox(partners=dict([PARTNER]))) as thred_url,

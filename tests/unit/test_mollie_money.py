@@ -14,6 +14,7 @@ from thred_bridge.processors.mollie.money import (
     MAX_VALUE_CHARS,
     InexactAmountError,
     exact_amount,
+    fee_of_deductions,
     parse_amount,
     parse_cost,
     parse_value,
@@ -193,3 +194,19 @@ def test_rounding_lines_alone_would_not_tie_out() -> None:
     lines = [Decimal("2.5410"), Decimal("0.6050")]
     assert [parse_cost(amount(str(x))).minor for x in lines] == [254, 60]  # 3.14: a cent short
     assert share_out(lines, "EUR") == [Money(254, "EUR"), Money(61, "EUR")]
+
+
+@given(minor_units, currencies)
+def test_deductions_read_as_the_fee_exactly(minor: int, currency: str) -> None:
+    """A balance transaction's ``deductions`` (what Mollie withheld, negative) is the fee, to the minor unit."""
+    withheld = to_mollie(Money(-minor, currency))
+    assert fee_of_deductions(withheld) == Money(minor, currency)
+
+
+@given(st.integers(min_value=-(10**12), max_value=10**12), currencies)
+def test_deductions_with_more_decimals_than_the_currency_are_refused(minor: int, currency: str) -> None:
+    exponent = iso_exponent(currency) + 1
+    scaled = minor * 10 + (1 if minor >= 0 else -1)  # one significant decimal too many
+    value = Decimal(scaled).scaleb(-exponent)
+    with pytest.raises(InexactAmountError, match="deductions"):
+        fee_of_deductions(amount(f"{value:f}", currency), "deductions")

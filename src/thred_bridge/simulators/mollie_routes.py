@@ -2,8 +2,12 @@
 Mollie's bearer auth, HAL envelopes, ``from``-cursor paging and error JSON.
 
 - Auth: ``Authorization: Bearer`` with the profile API key (``test_…``/``live_…``) or the organization
-  access token (``access_…``); anything else is 401. Settlements and balances need the organization token:
-  a profile key gets 403 (PROCESSORS.md §3.5).
+  access token (``access_…``); anything else is 401. Settlements and balances need the organization token
+  (PROCESSORS.md §3.5): a profile key gets 403 on settlements and 401 on balances (the Balances API does
+  not take API keys at all). An organization token made without ``balances.read``
+  (``create_app(..., balance_access=False)``) gets 403 on balances and still reads settlements.
+- Balances: ``GET /v2/balances`` (one primary balance), ``/v2/balances/{id|primary}`` and
+  ``/v2/balances/{id|primary}/transactions``, newest first, ``from``/``limit`` paged like every list.
 - Lists: ``{"count", "_embedded": {<resource>s: [...]}, "_links": {self, previous, next, documentation}}``,
   newest first, ``limit`` 1–250 (default 50); ``from`` is the id of the first item of the page (included),
   and ``_links.next.href`` is the absolute URL of the next page (the SDK follows it as is), else null.
@@ -177,7 +181,7 @@ def _balance(world: MollieWorld, request: Request) -> Answer:
         return error(404, f"No balance exists with token {key}.")
     kind = request.path_params.get("kind")
     if kind is None:
-        return 200, dict(world.balance)
+        return 200, world.balance_view()
     if kind != "transactions":
         return _no_route(request)
     listed = list(reversed(world.transactions))
@@ -185,12 +189,15 @@ def _balance(world: MollieWorld, request: Request) -> Answer:
 
 
 def _balances(world: MollieWorld, request: Request) -> Answer:
-    return _page(request, [dict(world.balance)], "balances", "/v2/balances")
+    return _page(request, [world.balance_view()], "balances", "/v2/balances")
 
 
-def create_app(world: MollieWorld, *, api_key: str, organization_token: str | None = None) -> Starlette:
+def create_app(
+    world: MollieWorld, *, api_key: str, organization_token: str | None = None, balance_access: bool = True
+) -> Starlette:
     """Mollie's ``/v2`` read routes over ``world``. ``api_key`` is the profile key; ``organization_token``
-    (``access_…``) may also read settlements and balances."""
+    (``access_…``) may also read settlements and, with ``balance_access`` (its ``balances.read`` scope),
+    balances."""
     if not api_key.startswith(("test_", "live_")):
         raise ValueError("a Mollie API key starts with test_ or live_")
     if organization_token is not None and not organization_token.startswith("access_"):
@@ -201,6 +208,13 @@ def create_app(world: MollieWorld, *, api_key: str, organization_token: str | No
         sent = _token_of(request)
         if sent is None or not _one_of(sent, tokens):
             return error(401, "Missing authentication, or failed to authenticate", doc="overview/authentication"), {}
+        if request.url.path.startswith("/v2/balances"):
+            if not _one_of(sent, (organization_token or "",)):
+                detail = "The Balances API needs an organization access token or an OAuth access token"
+                return error(401, detail, doc="reference/authentication"), {}
+            if not balance_access:
+                detail = "The access token is missing the balances.read permission"
+                return error(403, detail, doc="reference/authentication"), {}
         if organization and not _one_of(sent, (organization_token or "",)):
             detail = (
                 "This endpoint needs an organization access token or an OAuth access token; "

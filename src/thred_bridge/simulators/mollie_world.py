@@ -302,7 +302,12 @@ class MollieWorld:
         settled = self._settlement_minor(payment["id"])
         payment["settlementAmount"] = amount(settled, self.currency)
         fee = self._fee(payment["method"], settled)
-        self._transaction("payment", settled, -fee, at, {"paymentId": payment["id"]}, fees=fee)
+        captures = self.listed("capture", paymentId=payment["id"])
+        if captures:  # Mollie books a capture of an authorised payment as a ``capture`` transaction
+            context = {"paymentId": payment["id"], "captureId": captures[0]["id"]}
+            self._transaction("capture", settled, -fee, at, context, fees=fee)
+        else:
+            self._transaction("payment", settled, -fee, at, {"paymentId": payment["id"]}, fees=fee)
         self._unsettled.append(payment["id"])
 
     def fail(self, payment_id: str, status: str = "failed") -> Json:
@@ -315,10 +320,14 @@ class MollieWorld:
         return copy.deepcopy(payment)
 
     def _fee(self, method: str, minor: int) -> int:
+        """The deduction Mollie takes as the money moves: the same tariff as the settlement's costs (fixed +
+        percentage of ``minor``, plus VAT), rounded half-even to a "real" amount at once. The settlement's
+        costs add the 4-decimal figures up instead, so the two differ by the rounding (Mollie settles the
+        difference on its invoice)."""
         fixed, percentage = RATES.get(method, RATES["ideal"])
         exp = exponent(self.currency)
-        raw = Decimal(fixed).scaleb(exp) + Decimal(minor) * Decimal(percentage) / 100
-        return int(raw.quantize(Decimal(1), ROUND_HALF_EVEN))
+        net = Decimal(fixed).scaleb(exp) + Decimal(minor) * Decimal(percentage) / 100
+        return int((net * (1 + VAT_RATE)).quantize(Decimal(1), ROUND_HALF_EVEN))
 
     # ------------------------------------------------------------------------------------------ refunds
 
@@ -450,6 +459,24 @@ class MollieWorld:
             tx["deductionDetails"] = {"fees": amount(-fees, self.currency)}
         self.transactions.append(tx)
         return tx
+
+    def balance_view(self) -> Json:
+        """The primary balance as ``GET /v2/balances/primary`` shows it: everything not yet paid out is
+        available (the simulation has no settlement delay)."""
+        held = sum(minor_of(tx["resultAmount"]) for tx in self.transactions)
+        view = copy.deepcopy(self.balance)
+        view.update(availableAmount=amount(held, self.currency), pendingAmount=amount(0, self.currency))
+        view["_links"] = self._links(f"balances/{self.balance['id']}")
+        return view
+
+    def deducted(self, payment_id: str) -> int:
+        """What Mollie deducted (minor units, positive) as the payment's money came in: the ``deductions``
+        of its ``payment`` or ``capture`` transactions."""
+        return sum(
+            -minor_of(tx["deductions"])
+            for tx in self.transactions
+            if tx["type"] in ("payment", "capture") and tx["context"].get("paymentId") == payment_id
+        )
 
     # ------------------------------------------------------------------------------------------ settlements
 

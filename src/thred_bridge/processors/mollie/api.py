@@ -34,6 +34,7 @@ from mollie.api.error import (
     ResponseError,
     ResponseHandlingError,
 )
+from mollie.api.objects.balance import Balance
 from mollie.api.objects.settlement import Settlement
 
 from thred_bridge.errors import ProcessorError, ProcessorUnavailableError
@@ -175,14 +176,38 @@ class MollieApi:
 
         return await self._every_page(first, org, f"{kind} of settlement", settlement_id)
 
+    async def balance(self, balance_id: str = "primary") -> dict[str, Any]:
+        """``GET /v2/balances/{id}`` (``primary`` for the organization's primary balance); organization
+        token with ``balances.read`` only (a 401 or 403 otherwise: ProcessorError with that status)."""
+        org = self._organization("balance", balance_id)
+        return await self._call(lambda: dict(org.balances.get(balance_id)), org, "balance", balance_id)
+
+    async def balances(self) -> list[dict[str, Any]]:
+        """Every page of ``GET /v2/balances?limit=250`` (one balance per currency the organization holds)."""
+        org = self._organization("balances", "list")
+        return await self._every_page(lambda: org.balances.list(limit=PAGE_SIZE), org, "balances", "list")
+
     async def balance_transactions(self, balance_id: str = "primary") -> list[dict[str, Any]]:
         """Every page of ``GET /v2/balances/{id}/transactions?limit=250``; organization token only."""
         org = self._organization("transactions of balance", balance_id)
+        balance = Balance({"resource": "balance", "id": balance_id}, org)  # type: ignore[no-untyped-call]
+        return await self._every_page(
+            lambda: balance.get_transactions(limit=PAGE_SIZE), org, "transactions of balance", balance_id
+        )
 
-        def first() -> Any:
-            return org.balances.get(balance_id).get_transactions(limit=PAGE_SIZE)
-
-        return await self._every_page(first, org, "transactions of balance", balance_id)
+    async def balance_transactions_page(
+        self, balance_id: str, cursor: str | None = None, *, limit: int = PAGE_SIZE
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``GET /v2/balances/{id}/transactions?limit=…[&from=<cursor>]`` (newest first): its
+        transactions and the ``from`` id of the next (older) page, None on the last. Organization token
+        with ``balances.read`` only."""
+        org = self._organization("transactions of balance", balance_id)
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["from"] = cursor
+        balance = Balance({"resource": "balance", "id": balance_id}, org)  # type: ignore[no-untyped-call]
+        page = await self._call(lambda: balance.get_transactions(**params), org, "transactions of balance", balance_id)
+        return items_of(page, f"transactions of balance {balance_id}"), _next_cursor(page)
 
     async def list_page(
         self, resource: ListedResource, cursor: str | None = None, *, limit: int = PAGE_SIZE

@@ -9,6 +9,8 @@ Two ways in, both through :class:`~decimal.Decimal`, never a float:
 - :func:`parse_amount` is exact. Trailing zeros are fine (``"86.1000"`` EUR is 8610 cents), but a value
   with more significant decimals than the currency has minor units (``"2.5410"`` EUR) is refused with
   :class:`InexactAmountError`: rounding it would make money appear or vanish.
+- :func:`fee_of_deductions` reads a balance transaction's ``deductions`` (negative, already rounded by
+  Mollie to the minor unit) as a positive fee, exactly like :func:`parse_amount`.
 - :func:`parse_cost` is for the 4-decimal *cost* figures of a settlement period only, and rounds
   **half-even** (banker's rounding: ``"0.6050"`` → 0.60, ``"2.5450"`` → 2.54, ``"2.5350"`` → 2.54) to the
   currency's minor unit. It refuses more than :data:`COST_DECIMALS` decimals. To round a *sum* of costs
@@ -128,6 +130,18 @@ def parse_cost(amount: object, what: str = "cost") -> Money:
     if decimals_of(value) > COST_DECIMALS:
         raise InexactAmountError(f"{what}: {value} {code} has more than {COST_DECIMALS} decimals")
     return round_half_even(value, code)
+
+
+def fee_of_deductions(amount: object, what: str = "deductions") -> Money:
+    """A balance transaction's ``deductions`` (``{"currency": "EUR", "value": "-0.29"}``: what Mollie
+    withheld, negative) → the fee as Money (+29 EUR cents), exactly.
+
+    Mollie rounds a deduction to a "real" amount as the money moves (the 4-decimal figures are only in the
+    settlement's costs), so a value with more decimals than the currency's minor unit is refused with
+    InexactAmountError rather than rounded. A positive value (Mollie gave something back) is a negative fee.
+    """
+    withheld = parse_amount(amount, what)
+    return -withheld
 
 
 def to_mollie(money: Money) -> dict[str, str]:

@@ -30,6 +30,17 @@ naming a settlement): need the connection's organization access token (credentia
 page of its payments, refunds and chargebacks, the charges of what it settled (payments of refunds and
 chargebacks it settled but not their payment are fetched), then the payout (``translate_settlements``).
 
+**Fees per payment** (``balance_ledger``, ``balance_fees``): with an organization token that may read
+balances (``balances.read``), each payment is booked with the fee Mollie deducted from it, the
+``deductions`` of its ``payment``/``capture`` transaction in the balance of its settlement currency. A
+paid, Mollie-settled payment whose transaction is not in the balance yet waits (NotReadyError, retried)
+rather than being booked without its fee. The settlement reads the same transactions, so each charge
+item of the payout carries the fee its payment was booked with, and the payout's own fee is the rest of
+the settlement's costs (``translate_settlements``). When the Balances API answers 401 or 403 (a token
+without ``balances.read``), fees fall back to the settlement's costs (payments at fee 0, the costs as fee
+items of the payout); ``status`` says so, and the Balances API is asked again after
+:data:`BALANCE_RETRY_AFTER`.
+
 **History and the settlement poll** (``history``): :meth:`MollieProcessor.history_page` pages the payments
 and settlements lists for the backfill (newest first, ``from`` cursor, no date filter: one slice per kind),
 and :meth:`MollieProcessor.poll` lists settlements for the worker's schedule; both offer what they find as
@@ -40,6 +51,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -48,13 +60,15 @@ from typing import Any
 import anyio
 import structlog
 
+from thred_bridge.domain.money import Money
 from thred_bridge.domain.movements import Movement
 from thred_bridge.domain.queue import ClaimedEvent, Connection, HistoryPage, Notice
-from thred_bridge.errors import TranslationError
+from thred_bridge.errors import NotReadyError, ProcessorError, TranslationError
 from thred_bridge.processors.mollie import history, webhook
 from thred_bridge.processors.mollie.api import DEFAULT_BASE_URL, MAX_THREADS, ListedResource, MollieApi
-from thred_bridge.processors.mollie.fields import is_mollie_id, time_of
-from thred_bridge.processors.mollie.translate import booking_currency, payment_movements
+from thred_bridge.processors.mollie.balance_ledger import BalanceLedger, is_access_refused
+from thred_bridge.processors.mollie.fields import is_mollie_id, settled_of, text_of, time_of
+from thred_bridge.processors.mollie.translate import booking_currency, charge_amount, payment_id_of, payment_movements
 from thred_bridge.processors.mollie.translate_refunds import chargeback_movements, to_refund
 from thred_bridge.processors.mollie.translate_settlements import to_payout
 
@@ -82,6 +96,19 @@ POLL_CLOCK_MARGIN = timedelta(hours=1)
 """Slack when comparing Mollie's whole-second timestamps with when the connection was added."""
 POLL_MAX_PAGES = 4
 """Most settlement list pages one poll reads (250 each: years of daily settlements)."""
+BALANCE_RETRY_AFTER = 900.0
+"""Seconds before the Balances API is asked again after it refused the organization token (401/403)."""
+NOT_BOOKED_RETRY = 30.0
+"""Seconds before a payment whose balance transaction Mollie has not written yet is fetched again."""
+
+
+def fees_fallback_note(connection: Connection) -> str:
+    """What ``status`` says while the organization token may not read balances."""
+    return (
+        f"fees per payment are off for {connection.id}: the Mollie organization token may not read balances "
+        "(the Balances API answered 401/403; it needs balances.read), so payments are booked with fee 0 and "
+        "each settlement's costs are booked as the payout's fees"
+    )
 
 
 def payouts_off_note(connection: Connection) -> str | None:
@@ -107,6 +134,9 @@ class MollieProcessor:
         self._token = secrets.token_hex(4)
         self._received = itertools.count(1)
         self._fetched: OrderedDict[tuple[str, str], tuple[int, list[Movement]]] = OrderedDict()
+        self._ledgers: dict[tuple[str, str], BalanceLedger] = {}
+        self._balance_ids: dict[tuple[str, str], str | None] = {}  # (connection, currency) → balance id
+        self._balances_refused: dict[str, float] = {}  # connection → when (monotonic) Mollie refused
 
     # ------------------------------------------------------------------------------------------ ingest
 
@@ -135,7 +165,9 @@ class MollieProcessor:
     def notes(self, connection: Connection) -> Sequence[str]:
         """What ``status`` should say about the connection beyond its counts."""
         note = payouts_off_note(connection)
-        return [note] if note else []
+        if note is not None:
+            return [note]
+        return [fees_fallback_note(connection)] if self._refused(connection) else []
 
     # ------------------------------------------------------------------------------------------ history
 
@@ -226,7 +258,7 @@ class MollieProcessor:
             return list(cached[1])  # a fetch that started after this ping arrived already read its change
         started = next(self._received) - 1  # every ping numbered up to here arrived before this fetch
         payment = await self._api(connection).payment(payment_id)
-        moved = payment_movements(payment)
+        moved = payment_movements(payment, fee=await self._payment_fee(connection, payment))
         self._fetched[key] = (started, moved)
         self._fetched.move_to_end(key)
         while len(self._fetched) > COALESCE_MEMORY:
@@ -248,12 +280,14 @@ class MollieProcessor:
 
             for kind in ("payments", "refunds", "chargebacks"):
                 tg.start_soon(read, kind)
-        payout = to_payout(settlement, lists["payments"], lists["refunds"], lists["chargebacks"])
+        fees = await self._settlement_fees(connection, settlement, lists["payments"])
+        payout = to_payout(settlement, lists["payments"], lists["refunds"], lists["chargebacks"], fees=fees)
         currency = payout.amount.currency
         moved: list[Movement] = []
         booked: set[str] = set()
         for payment in lists["payments"]:
-            moved += payment_movements({k: v for k, v in payment.items() if k != "_embedded"})
+            fee = fees.get(str(payment.get("id"))) if fees is not None else None
+            moved += payment_movements({k: v for k, v in payment.items() if k != "_embedded"}, fee=fee)
             booked.add(str(payment.get("id")))
         missing = {
             str(obj.get("paymentId"))
@@ -264,13 +298,104 @@ class MollieProcessor:
             fetched = await api.payment(payment_id)
             if booking_currency(fetched) != currency:
                 raise TranslationError(f"Mollie payment {payment_id} is booked in {booking_currency(fetched)}")
-            moved += payment_movements(fetched)
+            moved += payment_movements(fetched, fee=await self._payment_fee(connection, fetched))
         for refund in lists["refunds"]:
             moved.append(to_refund(refund, currency=currency))
         for chargeback in lists["chargebacks"]:
             moved += chargeback_movements(chargeback, currency=currency)
         moved.append(payout)
         return _once(moved)
+
+    # ------------------------------------------------------------------------------------------ fees
+
+    def _refused(self, connection: Connection) -> bool:
+        """Whether the Balances API refused this connection's token less than BALANCE_RETRY_AFTER ago."""
+        at = self._balances_refused.get(connection.id)
+        if at is None:
+            return False
+        if time.monotonic() - at < BALANCE_RETRY_AFTER:
+            return True
+        del self._balances_refused[connection.id]
+        return False
+
+    def _refuse(self, connection: Connection, exc: ProcessorError) -> None:
+        log.warning("mollie.balances_refused", connection=connection.id, status=exc.status)
+        self._balances_refused[connection.id] = time.monotonic()
+
+    async def _ledger(self, connection: Connection, *, currency: str, balance_id: str | None) -> BalanceLedger | None:
+        """The ledger of ``balance_id``, or of the balance holding ``currency``; None without balance access
+        or when no balance holds that currency."""
+        if payouts_off_note(connection) is not None or self._refused(connection):
+            return None
+        api = self._api(connection)
+        if balance_id is None:
+            key = (connection.id, currency)
+            if key not in self._balance_ids:
+                self._balance_ids[key] = await _balance_holding(api, currency)
+            balance_id = self._balance_ids[key]
+            if balance_id is None:
+                return None
+        ledger = self._ledgers.get((connection.id, balance_id))
+        if ledger is None or ledger.api is not api:
+            ledger = self._ledgers[(connection.id, balance_id)] = BalanceLedger(api, balance_id)
+        return ledger
+
+    async def _payment_fee(
+        self, connection: Connection, payment: Mapping[str, Any], *, balance_id: str | None = None, wait: bool = True
+    ) -> Money | None:
+        """The fee Mollie deducted from ``payment`` (its balance transaction's ``deductions``), or None when
+        there is nothing to read: the payment took no money, Mollie does not settle it, or the connection may
+        not read balances (the fallback). Raises NotReadyError, when ``wait``, for a paid payment whose
+        transaction Mollie has not written yet."""
+        if charge_amount(payment) is None:
+            return None
+        payment_id = payment_id_of(payment)
+        if settled_of(payment.get("settlementAmount"), f"Mollie payment {payment_id} settlementAmount") is None:
+            return None  # PayPal, gift cards: not in the Mollie balance
+        try:
+            ledger = await self._ledger(connection, currency=booking_currency(payment), balance_id=balance_id)
+            if ledger is None:
+                return None
+            paid_at = _paid_at(payment)
+            fee = await ledger.fee_for(payment_id, paid_at)
+        except ProcessorError as exc:
+            if not is_access_refused(exc):
+                raise
+            self._refuse(connection, exc)
+            return None
+        if fee is None and wait and ledger.covers(paid_at):
+            raise NotReadyError(
+                f"Mollie has not written the balance transaction of payment {payment_id} yet (its fee)",
+                retry_after=NOT_BOOKED_RETRY,
+            )
+        return fee
+
+    async def _settlement_fees(
+        self, connection: Connection, settlement: Mapping[str, Any], payments: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Money] | None:
+        """Payment id → fee for the settlement's payments, from its balance's transactions (newest payment
+        first, so the ledger reads the list downwards once); None (the settlement's costs instead) when the
+        connection may not read balances."""
+        if payouts_off_note(connection) is not None or self._refused(connection):
+            return None
+        balance_id = text_of(settlement.get("balanceId"))
+        if not payments:  # nothing to look up: ask once whether the token may read balances at all
+            try:
+                await self._api(connection).balance(balance_id or "primary")
+            except ProcessorError as exc:
+                if not is_access_refused(exc):
+                    raise
+                self._refuse(connection, exc)
+                return None
+            return {}
+        fees: dict[str, Money] = {}
+        for payment in sorted(payments, key=lambda p: str(p.get("paidAt") or p.get("createdAt")), reverse=True):
+            fee = await self._payment_fee(connection, payment, balance_id=balance_id, wait=False)
+            if self._refused(connection):
+                return None
+            if fee is not None:
+                fees[payment_id_of(payment)] = fee
+        return fees
 
     def _api(self, connection: Connection) -> MollieApi:
         credentials = (connection.credentials.get(API_KEY, ""), connection.credentials.get(ORGANIZATION_TOKEN, ""))
@@ -284,6 +409,7 @@ class MollieProcessor:
             )
             if held is not None:
                 held[1].close()
+            self._balances_refused.pop(connection.id, None)  # a new token may read balances: ask again
             self._apis[connection.id] = (credentials, api)
             return api
         return held[1]
@@ -292,6 +418,25 @@ class MollieProcessor:
         for _, api in self._apis.values():
             api.close()
         self._apis.clear()
+
+
+async def _balance_holding(api: MollieApi, currency: str) -> str | None:
+    """The id of the balance a payment settled in ``currency`` lands in: the primary balance when it holds
+    that currency, else the first other balance that does; None when none does."""
+    primary = await api.balance("primary")
+    if primary.get("currency") == currency:
+        return str(primary.get("id"))
+    for balance in await api.balances():
+        if balance.get("currency") == currency and balance.get("status", "active") == "active":
+            return str(balance.get("id"))
+    return None
+
+
+def _paid_at(payment: Mapping[str, Any]) -> datetime:
+    for key in ("paidAt", "authorizedAt", "createdAt"):
+        if payment.get(key) is not None:
+            return time_of(payment.get(key), f"Mollie payment {payment.get('id')} {key}")
+    raise TranslationError(f"Mollie payment {payment.get('id')} has no paidAt, authorizedAt or createdAt")
 
 
 def _settlement_id(event: webhook.MollieEvent) -> str | None:

@@ -14,8 +14,10 @@ What is booked for the payment itself (:func:`charge_amount`):
 - In the settlement currency: ``settlementAmount`` when Mollie gives one, with the presentment amount in
   ``metadata`` when the currencies differ (movements.py). A payment Mollie does not settle (PayPal, gift
   cards: no ``settlementAmount``, or zero) is booked at its own amount, flagged ``settled_by_mollie``.
-- The fee is zero: Mollie reports no fee per payment. Its costs are deducted per settlement (the
-  ``periods`` costs, §3.3) and booked as fee items of the payout (``translate_settlements``).
+- The fee is what the caller read from the balance transactions (``fee``: the ``deductions`` of the
+  payment's ``payment``/``capture`` transaction, ``balance_fees``), else zero: without the Balances API
+  Mollie's costs are known per settlement only (the ``periods`` costs, §3.3) and are booked as fee items
+  of the payout (``translate_settlements``).
 
 Refunds and chargebacks are in ``translate_refunds``, settlements in ``translate_settlements``; the
 readers they share are in ``fields``.
@@ -212,14 +214,19 @@ def _metadata(payment: Mapping[str, Any], payment_id: str, booked: Money) -> dic
     return metadata
 
 
-def to_charge(payment: Mapping[str, Any], *, account: str | None = None) -> Charge | None:
+def to_charge(payment: Mapping[str, Any], *, account: str | None = None, fee: Money | None = None) -> Charge | None:
     """A Mollie payment → :class:`Charge`, or None while it has taken no money (see the module docstring).
 
-    Raises TranslationError for a payment that cannot be read.
+    ``fee`` is what Mollie deducted from it (zero when not given). Raises TranslationError for a payment
+    that cannot be read, or a fee in another currency than the booked amount.
     """
     booked = charge_amount(payment)
     if booked is None:
         return None
+    if fee is not None and fee.currency != booked.currency:
+        raise TranslationError(
+            f"Mollie payment {payment.get('id')}: fee in {fee.currency}, booked in {booked.currency}"
+        )
     payment_id = payment_id_of(payment)
     what = f"Mollie payment {payment_id}"
     invoice = merchant_metadata(payment).get("thred_invoice_id")
@@ -227,7 +234,7 @@ def to_charge(payment: Mapping[str, Any], *, account: str | None = None) -> Char
         processor=PROCESSOR,
         object_id=payment_id,
         amount=booked,
-        fee=Money.zero(booked.currency),
+        fee=fee if fee is not None else Money.zero(booked.currency),
         occurred_at=_occurred_at(payment, what),
         customer=to_party(payment),
         description=text_of(payment.get("description")) or f"Mollie payment {payment_id}",
@@ -239,9 +246,12 @@ def to_charge(payment: Mapping[str, Any], *, account: str | None = None) -> Char
     )
 
 
-def payment_movements(payment: Mapping[str, Any], *, account: str | None = None) -> list[Movement]:
+def payment_movements(
+    payment: Mapping[str, Any], *, account: str | None = None, fee: Money | None = None
+) -> list[Movement]:
     """Everything a payment has moved so far: its :class:`Charge` (if it took money), a :class:`Refund` per
-    ``_embedded.refunds`` entry and the dispute movements of each ``_embedded.chargebacks`` entry.
+    ``_embedded.refunds`` entry and the dispute movements of each ``_embedded.chargebacks`` entry; ``fee``
+    is the payment's own (:func:`to_charge`).
 
     Refunds and chargebacks are booked in the payment's :func:`booking_currency`.
     """
@@ -249,7 +259,7 @@ def payment_movements(payment: Mapping[str, Any], *, account: str | None = None)
     what = f"Mollie payment {payment_id}"
     currency = booking_currency(payment)
     out: list[Movement] = []
-    charge = to_charge(payment, account=account)
+    charge = to_charge(payment, account=account, fee=fee)
     if charge is not None:
         out.append(charge)
     for refund in embedded(payment, "refunds", what):

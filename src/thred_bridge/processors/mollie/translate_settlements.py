@@ -14,6 +14,15 @@ payout mirrors ``stripe/translate_payouts.py``, signed as the money moved the ba
   unit of its exact value, and the lines add up to the rounded total). Rounding each line on its own does
   not tie out: Mollie's own example settles 86.10 − 43.20 − (2.5410 + 0.6050) = 39.75, where the rounded
   lines would give 2.54 + 0.60 and a total one cent short;
+- or, when the caller read the balance transactions (``fees``: what Mollie deducted from each payment as
+  its money came in, in whole minor units), each ``charge`` item carries its payment's fee, and **one**
+  ``fee`` item carries the remainder: the total costs (rounded half-even once, as above) less the sum of
+  those fees. The remainder holds the refund and chargeback costs, the costs of a payment whose
+  deduction is not known, and the rounding of each deduction to the cent (Mollie's docs: the differences
+  "will be compensated when the invoice is generated"); it may be negative. It stays in this settlement:
+  nothing is carried to the next one, so each payout ties out on its own, and the payments' fees plus the
+  remainder are the settlement's costs to the minor unit (metadata ``costs_cents``,
+  ``payment_fees_cents``, ``costs_remainder_cents``);
 - ``amount`` (what reached the bank) is the settlement's ``amount``; its bank ``reference`` the payout's.
 
 Nothing is invented to make the items add up: a settlement that also carries something not listed here
@@ -185,6 +194,47 @@ def _check_settlement(obj: Mapping[str, Any], settlement_id: str, what: str) -> 
         raise TranslationError(f"{what} was settled in {listed}, not in {settlement_id}")
 
 
+@dataclass(frozen=True, slots=True)
+class CostSplit:
+    """A settlement's costs shared out between the fees of its payments and the payout's own fee."""
+
+    total: Money
+    """Σ ``amountGross`` of every cost line, rounded half-even once: the costs as the settlement charges them."""
+    per_payment: Money
+    """Σ the fees of the payments it settled (each Mollie's rounded deduction, as booked on the payment)."""
+    remainder: Money
+    """``total − per_payment``: the payout's own fee; negative when the deductions came to more."""
+
+
+def split_costs(lines: Sequence[CostLine], payment_fees: Sequence[Money], currency: str) -> CostSplit:
+    """Share a settlement's 4-decimal costs out exactly: the payments keep their own (whole minor unit)
+    fees and the payout takes whatever is left, so ``per_payment + remainder == total`` to the minor unit."""
+    for line in lines:
+        if line.currency != currency:
+            raise TranslationError(f"Mollie costs in {line.currency}, payout in {currency}")
+    scaled = _sum([line.gross for line in lines]).scaleb(iso_exponent(currency), _EXACT)
+    total = Money(int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN)), currency)
+    per_payment = Money.zero(currency)
+    for fee in payment_fees:
+        if fee.currency != currency:
+            raise TranslationError(f"a Mollie payment fee in {fee.currency}, payout in {currency}")
+        per_payment = per_payment + fee
+    return CostSplit(total, per_payment, total - per_payment)
+
+
+def remainder_items(settlement_id: str, split: CostSplit) -> list[PayoutItem]:
+    """The payout's own fee item for what the payments' fees do not cover (none when they cover it all)."""
+    if split.remainder.minor == 0:
+        return []
+    description = (
+        f"Mollie costs not deducted per payment: {split.total.format()} of costs in the settlement less "
+        f"{split.per_payment.format()} deducted from its payments (refund and chargeback costs, and the "
+        "rounding of each deduction to the cent)"
+    )
+    zero = Money.zero(split.total.currency)
+    return [PayoutItem("fee", f"{settlement_id}:costs:remainder", -split.remainder, zero, description)]
+
+
 def _object_items(
     settlement_id: str,
     currency: str,
@@ -193,6 +243,7 @@ def _object_items(
     prefix: str,
     noun: str,
     kind: PayoutItemKind,
+    fees: Mapping[str, Money] | None = None,
 ) -> Iterator[PayoutItem]:
     zero = Money.zero(currency)
     for obj in objects:
@@ -204,7 +255,8 @@ def _object_items(
             signed = settled_of(obj.get("settlementAmount"), f"{what} settlementAmount")
             if (signed or money_of(obj.get("amount"), f"{what} amount")).minor < 0:
                 raise TranslationError(f"{what} settled as a negative amount")
-            yield PayoutItem("charge", object_id, moved, zero, text_of(obj.get("description")) or "")
+            fee = (fees or {}).get(object_id, zero)
+            yield PayoutItem("charge", object_id, moved, fee, text_of(obj.get("description")) or "")
             continue
         item_kind: PayoutItemKind = kind
         if kind == "refund" and obj.get("status") in ("failed", "canceled"):
@@ -213,7 +265,9 @@ def _object_items(
         yield PayoutItem(item_kind, object_id, -moved, zero, description)
 
 
-def _metadata(settlement: Mapping[str, Any], settlement_id: str, lines: Sequence[CostLine]) -> dict[str, str]:
+def _metadata(
+    settlement: Mapping[str, Any], settlement_id: str, lines: Sequence[CostLine], split: CostSplit | None
+) -> dict[str, str]:
     metadata = {"mollie_settlement_id": settlement_id}
     for ours, theirs in (
         ("mollie_status", "status"),
@@ -225,6 +279,13 @@ def _metadata(settlement: Mapping[str, Any], settlement_id: str, lines: Sequence
             metadata[ours] = value
     if lines:
         metadata["costs_gross_exact"] = str(_sum([line.gross for line in lines]))
+    if split is not None:  # without it, the fees are the cost lines, as the settlement lists them
+        metadata.update(
+            fee_source="balance transactions",
+            costs_cents=str(split.total.minor),
+            payment_fees_cents=str(split.per_payment.minor),
+            costs_remainder_cents=str(split.remainder.minor),
+        )
     return metadata
 
 
@@ -235,8 +296,14 @@ def to_payout(
     chargebacks: Sequence[Mapping[str, Any]],
     *,
     account: str | None = None,
+    fees: Mapping[str, Money] | None = None,
 ) -> Payout:
     """A Mollie settlement and its payments, refunds and chargebacks → :class:`Payout` (module docstring).
+
+    ``fees`` (payment id → the fee Mollie deducted, read from the balance transactions) makes each charge
+    item carry its payment's fee and the payout one fee item for the rest of the costs (:func:`split_costs`);
+    a payment missing from it counts with fee 0, its cost in the remainder. Without ``fees`` the costs are
+    fee items per cost line, as the settlement lists them.
 
     Raises TranslationError for a settlement that cannot be read, an object listed twice or settled
     elsewhere, and an amount in another currency than the settlement's.
@@ -252,11 +319,15 @@ def to_payout(
         raise TranslationError(f"{what} has an unknown status {status!r}")
     currency = amount.currency
     lines = cost_lines(settlement)
+    charges = list(
+        _object_items(settlement_id, currency, payments, prefix="tr", noun="payment", kind="charge", fees=fees)
+    )
+    split = None if fees is None else split_costs(lines, [item.fee for item in charges], currency)
     items = [
-        *_object_items(settlement_id, currency, payments, prefix="tr", noun="payment", kind="charge"),
+        *charges,
         *_object_items(settlement_id, currency, refunds, prefix="re", noun="refund", kind="refund"),
         *_object_items(settlement_id, currency, chargebacks, prefix="chb", noun="chargeback", kind="dispute_debit"),
-        *fee_items(settlement_id, lines, currency),
+        *(fee_items(settlement_id, lines, currency) if split is None else remainder_items(settlement_id, split)),
     ]
     seen: set[str] = set()
     for item in items:
@@ -274,5 +345,5 @@ def to_payout(
         itemised=True,
         account=account,
         reference=text_of(settlement.get("reference")),
-        metadata=_metadata(settlement, settlement_id, lines),
+        metadata=_metadata(settlement, settlement_id, lines, split),
     )
