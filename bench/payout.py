@@ -310,6 +310,10 @@ class TimedProcessor:
     def name(self) -> str:
         return self.inner.name
 
+    @property
+    def media_types(self) -> frozenset[str]:
+        return self.inner.media_types
+
     def verify(
         self, body: bytes, headers: Mapping[str, str], connection: Connection, now: datetime
     ) -> Sequence[Notice]:

@@ -70,6 +70,18 @@ class PayloadTooLargeError(DeliveryError):
     status_code = 413
 
 
+class BodyTimeoutError(DeliveryError):
+    """The body did not arrive in time (a slow or stalled sender)."""
+
+    status_code = 408
+
+
+class MediaTypeError(DeliveryError):
+    """The delivery declares a content type its processor does not send."""
+
+    status_code = 415
+
+
 class UnknownConnectionError(BridgeError):
     """No active connection has this id."""
 

@@ -48,6 +48,7 @@ class StreamingProcessor:
     """Returns its movements as a stream (as Adyen does for a settlement report); records each close."""
 
     name = "adyen"
+    media_types = frozenset({"application/json"})
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.closed: list[bool] = []

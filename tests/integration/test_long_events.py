@@ -26,6 +26,7 @@ class SlowProcessor:
     """A processor whose API answers after ``delay`` seconds; it counts how often it was asked."""
 
     name = "stripe"
+    media_types = frozenset({"application/json"})
 
     def __init__(self, delay: float) -> None:
         self.delay = delay

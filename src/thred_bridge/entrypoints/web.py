@@ -6,7 +6,9 @@ No processor API call and no Thred call happens in the request.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Mapping
 
 import structlog
 from starlette.applications import Starlette
@@ -16,26 +18,50 @@ from starlette.routing import Route
 
 from thred_bridge.bootstrap import Bridge, utc_now
 from thred_bridge.entrypoints.metrics import metrics_view
-from thred_bridge.errors import DeliveryError, PayloadTooLargeError, UnknownConnectionError
+from thred_bridge.errors import (
+    BodyTimeoutError,
+    DeliveryError,
+    MediaTypeError,
+    PayloadTooLargeError,
+    UnknownConnectionError,
+)
 from thred_bridge.processors.base import Acknowledges
 from thred_bridge.store import schema
 
 log = structlog.get_logger("thred_bridge.web")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 past ``limit`` bytes (before reading it all when the length is declared)."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The raw body, refused with 413 past ``limit`` bytes (before reading it all when the length is declared)
+    and with 408 when it has not all arrived ``timeout`` seconds after the headers (a slow or stalled sender
+    would otherwise hold a connection and its buffer for as long as it likes)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"body of {declared} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"body is over the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(f"body is over the {limit}-byte limit")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeoutError(f"the body was not received within {timeout:g} s ({size} bytes came)") from None
     return b"".join(chunks)
+
+
+def check_media_type(headers: Mapping[str, str], accepted: frozenset[str], processor: str) -> None:
+    """Refuse (415) a delivery that declares a content type its processor does not send; none declared is
+    left to the signature check."""
+    declared = headers.get("content-type")
+    if declared is None:
+        return
+    media_type = declared.split(";", 1)[0].strip().lower()
+    if media_type not in accepted:
+        expected = " or ".join(sorted(accepted))
+        raise MediaTypeError(f"content type {media_type[:60]!r} is not what {processor} sends ({expected})")
 
 
 def _refuse(status: int, reason: str) -> JSONResponse:
@@ -45,7 +71,7 @@ def _refuse(status: int, reason: str) -> JSONResponse:
 def create_app(bridge: Bridge) -> Starlette:
     """The bridge's web app over an already-built :class:`Bridge`."""
     metrics = bridge.metrics
-    limit = bridge.settings.max_body_bytes
+    limit, body_timeout = bridge.settings.max_body_bytes, bridge.settings.body_timeout_seconds
 
     async def webhook(request: Request) -> Response:
         started = time.perf_counter()
@@ -56,7 +82,8 @@ def create_app(bridge: Bridge) -> Starlette:
             return _refuse(404, f"no processor {name!r}")
         outcome = "refused"
         try:
-            body = await read_body(request, limit)
+            check_media_type(request.headers, processor.media_types, name)
+            body = await read_body(request, limit, body_timeout)
             connection = await bridge.connections.active(connection_id)
             if connection.processor != name:
                 raise UnknownConnectionError(f"no active {name} connection {connection_id!r}")

@@ -17,6 +17,11 @@ class Processor(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def media_types(self) -> frozenset[str]:
+        """The content types its webhooks are sent with; a delivery declaring another is refused (415)."""
+        ...
+
     def verify(
         self, body: bytes, headers: Mapping[str, str], connection: Connection, now: datetime
     ) -> Sequence[Notice]:

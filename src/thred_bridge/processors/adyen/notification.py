@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import orjson
 
+from thred_bridge.domain.json_codec import loads_delivery
 from thred_bridge.errors import PayloadError
 
 SIGNED_FIELDS: tuple[str, ...] = (
@@ -238,9 +239,9 @@ def parse_envelope(body: bytes) -> tuple[bool, list[object]]:
     if not isinstance(body, bytes | bytearray):
         raise TypeError("parse the raw request bytes, not decoded or re-serialised text")
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise PayloadError(f"the body is not JSON: {exc}") from exc
+        data = loads_delivery(body)
+    except ValueError as exc:
+        raise PayloadError(f"the body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise PayloadError(f"the body is a JSON {type(data).__name__}, not an Adyen notification object")
     if "notificationItems" not in data:

@@ -92,6 +92,7 @@ class AdyenProcessor:
     """Adyen Standard webhooks and settlement-report downloads."""
 
     name = "adyen"
+    media_types = frozenset({"application/json"})  # Standard webhooks: JSON only
 
     def __init__(
         self,

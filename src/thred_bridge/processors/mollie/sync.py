@@ -126,6 +126,7 @@ class MollieProcessor:
     """Mollie deliveries and fetches; one API client per connection."""
 
     name = "mollie"
+    media_types = frozenset({"application/x-www-form-urlencoded", "application/json"})  # classic, next-gen
 
     def __init__(self, api_base: str = DEFAULT_BASE_URL, *, max_threads: int = MAX_THREADS) -> None:
         self._api_base = api_base

@@ -34,8 +34,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-
+from thred_bridge.domain.json_codec import loads_delivery
 from thred_bridge.domain.queue import Notice
 from thred_bridge.errors import PayloadError, PayloadTooLargeError, SignatureError
 from thred_bridge.processors.mollie.fields import ID_MAX_CHARS, ID_MIN_CHARS, is_mollie_id
@@ -297,9 +296,9 @@ class MollieEvent:
 def parse_event(body: bytes) -> MollieEvent:
     """A next-gen event's raw body → :class:`MollieEvent`. Raises PayloadError if it is not one."""
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise PayloadError(f"the body is not JSON: {exc}") from exc
+        data = loads_delivery(body)
+    except ValueError as exc:
+        raise PayloadError(f"the body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise PayloadError(f"the body is a JSON {type(data).__name__}, not an event object")
     resource = data.get("resource", "event")

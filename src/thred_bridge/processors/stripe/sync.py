@@ -211,6 +211,7 @@ class StripeProcessor:
     """Stripe deliveries and fetches; one API client per connection key."""
 
     name = "stripe"
+    media_types = frozenset({"application/json"})
     history_kinds: Sequence[str] = history.HISTORY_KINDS
 
     def __init__(self, api_base: str, *, timeout: float = 20.0) -> None:

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-
+from thred_bridge.domain.json_codec import loads_delivery
 from thred_bridge.errors import PayloadError, SignatureError
 from thred_bridge.processors.stripe.translate import charge_id_of_payment_intent, id_of
 
@@ -182,9 +181,9 @@ def _charge_id_of(obj: Mapping[str, Any], kind: str | None) -> str | None:
 def parse_event(body: bytes) -> StripeEvent:
     """A snapshot event's raw body → :class:`StripeEvent`. Raises PayloadError if it is not one."""
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise PayloadError(f"the body is not JSON: {exc}") from exc
+        data = loads_delivery(body)
+    except ValueError as exc:
+        raise PayloadError(f"the body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise PayloadError(f"the body is a JSON {type(data).__name__}, not an event object")
     kind = data.get("object")
