@@ -41,6 +41,24 @@ def test_other_urls_are_refused_with_the_reason(url: str | None, words: str) -> 
     assert words in refused.value.message
 
 
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("169.254.169.254", "link-local"),  # a cloud metadata service
+        ("10.1.2.3", "private"),
+        ("192.168.0.10", "private"),
+        ("[fe80::1]", "link-local"),
+        ("[::ffff:10.0.0.1]", "private"),
+        ("0.0.0.0", "unspecified"),
+        ("100.64.0.1", "non-public"),
+    ],
+)
+def test_an_address_that_is_not_public_is_refused_even_when_allowlisted(host: str, kind: str) -> None:
+    bare = host.strip("[]")
+    with pytest.raises(ProcessorError, match=f"is a {kind} address"):
+        checked_url(f"https://{host}/r.csv", ReportHosts.parse(f"{bare},{host}"))
+
+
 def test_a_loopback_host_with_its_port_may_use_http() -> None:
     hosts = ReportHosts.parse(" 127.0.0.1:8123 , ca-test.adyen.com")
     assert checked_url("http://127.0.0.1:8123/r.csv", hosts)

@@ -3,7 +3,12 @@ with the connection's report credentials, streamed to a spooled temporary file u
 
 The URL comes from a webhook body, so it is checked before any request: the scheme (https, or http to a
 loopback address), and the host and port against BRIDGE_ADYEN_REPORT_HOSTS. Redirects are not followed
-(a redirect could leave the allowlist). Failures: a 5xx, a 429, a timeout or a broken connection is
+(a redirect could leave the allowlist). A host the allowlist names must also *be* where it points: an address
+that is not public (private, link-local such as a cloud metadata service, loopback, reserved) is refused,
+written in the URL or reached through DNS — the latter checked on the connection itself, once it is open and
+before a byte of the request (and its credentials) is sent, so a name that resolves elsewhere between a check
+and the connect cannot slip through. Loopback stays allowed when the URL names it (``127.0.0.1``,
+``localhost``): a local stand-in, as in tests. Failures: a 5xx, a 429, a timeout or a broken connection is
 transient (ProcessorUnavailableError: the worker retries with backoff); a refused URL, 401, 403, 404,
 any other answer, or a file over the limit is permanent (ProcessorError, with the reason).
 """
@@ -12,9 +17,9 @@ from __future__ import annotations
 
 import ipaddress
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -64,6 +69,17 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _non_public(address: str) -> str | None:
+    """What kind of address this is when it is not a public one (``"private"``, ``"link-local"``, …), else None."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for kind in ("loopback", "link_local", "unspecified", "multicast", "reserved", "private"):
+        if getattr(ip, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if ip.is_global else "non-public"
+
+
 def checked_url(url: str | None, hosts: ReportHosts) -> str:
     """``url`` if the bridge may download from it; else ProcessorError saying why (permanent)."""
     if not url:
@@ -80,12 +96,40 @@ def checked_url(url: str | None, hosts: ReportHosts) -> str:
         port = parts.port or _DEFAULT_PORT[scheme]
     except ValueError as exc:
         raise ProcessorError(f"report URL refused: {url!r} has a bad port") from exc
+    try:
+        kind = None if _loopback(host) else _non_public(host)
+    except ValueError:
+        kind = None  # a name: its addresses are checked on the connection
+    if kind is not None:
+        raise ProcessorError(f"report URL refused: {host} is a {kind} address")
     if not hosts.allows(host, port, scheme):
         shown = host if port == _DEFAULT_PORT[scheme] else f"{host}:{port}"
         raise ProcessorError(
             f"report URL refused: host {shown} is not in BRIDGE_ADYEN_REPORT_HOSTS ({hosts.describe()})"
         )
     return url.strip()
+
+
+def _public_peer(host: str) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore ``trace`` callback refusing a connection whose peer is not public (unless ``host`` names
+    loopback itself), as soon as the TCP connection is open."""
+    allow_loopback = _loopback(host)
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name != "connection.connect_tcp.complete" or "return_value" not in info:
+            return
+        stream = info["return_value"]
+        peer = stream.get_extra_info("server_addr")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        try:
+            kind = _non_public(address)
+        except ValueError:
+            kind = "unknown"
+        if kind is not None and not (allow_loopback and kind == "loopback"):
+            await stream.aclose()  # httpcore has not taken it into its pool yet: it is ours to close
+            raise ProcessorError(f"report URL refused: {host} resolves to {address}, a {kind} address")
+
+    return trace
 
 
 def report_auth(credentials: Mapping[str, str]) -> tuple[httpx.Auth | None, dict[str, str]]:
@@ -119,7 +163,11 @@ async def download_report(
     auth, headers = report_auth(credentials)
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - returned open
     try:
-        async with client.stream("GET", url, auth=auth, headers=headers, follow_redirects=False) as answer:
+        host = (urlsplit(url).hostname or "").lower()
+        peer_check = {"trace": _public_peer(host)}
+        async with client.stream(
+            "GET", url, auth=auth, headers=headers, follow_redirects=False, extensions=peer_check
+        ) as answer:
             status = answer.status_code
             if status >= 500 or status == 429:
                 raise ProcessorUnavailableError(f"report download: {url} answered {status}", status)
