@@ -44,6 +44,8 @@ class Server:
     database_url: str
     urls: dict[str, str]  # processor → its connection's webhook URL
     secrets: dict[str, str]  # processor → webhook secret (Stripe's, Adyen's HMAC key, Mollie's next-gen)
+    logs: Path  # where the process writes its log
+    hidden: list[str]  # every secret the process holds: none may appear in its log, answers or metrics
 
 
 @pytest.fixture
@@ -55,6 +57,7 @@ async def server(database_url: str, tmp_path: Path) -> AsyncIterator[Server]:
         BRIDGE_MAX_BODY_BYTES=str(LIMIT),
         BRIDGE_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
         BRIDGE_METRICS_PORT="0",
+        BRIDGE_LOG_LEVEL="debug",  # the most it ever writes: still no secret in it
     )
     keys = {
         "stripe": "whsec_" + secrets.token_hex(16),
@@ -83,7 +86,8 @@ async def server(database_url: str, tmp_path: Path) -> AsyncIterator[Server]:
         base = f"http://127.0.0.1:{port}"
         await wait_http(f"{base}/readyz", proc)
         urls = {name: f"{base}/webhooks/{c.processor}/{c.id}" for name, c in added.items()}
-        yield Server(base, port, proc.pid, database_url, urls, keys)
+        hidden = [*keys.values(), ADYEN_AUTH[1], testing.STRIPE_KEY, testing.MOLLIE_API_KEY, env["BRIDGE_SECRET_KEY"]]
+        yield Server(base, port, proc.pid, database_url, urls, keys, tmp_path, hidden)
     finally:
         stop_all([proc])
 
@@ -251,6 +255,7 @@ async def test_hostile_input_is_refused_stores_nothing_and_leaves_the_server_wel
             for case in corpus:
                 answer = await client.post(server.urls[case.processor], content=case.body, headers=case.headers)
                 assert answer.status_code == case.status, (case.name, answer.status_code, answer.text[:300])
+                assert not [h for h in server.hidden if h in answer.text], (case.name, "a secret in the answer")
                 reason = answer.json()["error"] if answer.headers["content-type"].startswith("application/json") else ""
                 assert reason, (case.name, answer.text[:300])
                 assert case.reason in reason.lower(), (case.name, reason)
@@ -271,7 +276,13 @@ async def test_hostile_input_is_refused_stores_nothing_and_leaves_the_server_wel
         assert answer.content == b"[accepted]", answer.text
         ping = testing.mollie_ping("tr_abc1234567")
         assert (await client.post(server.urls["mollie"], content=ping.body, headers=ping.headers)).status_code == 200
+        metrics = (await client.get(f"{server.url}/metrics")).text
     assert stored(server.database_url) == 3
+    logged = "".join(p.read_text(errors="replace") for p in server.logs.glob("serve-*.log"))
+    assert "webhook.refused" in logged, "the refusals are logged"
+    for secret in server.hidden:
+        assert secret not in logged, "no secret in the log"
+        assert secret not in metrics, "no secret in the metrics"
     print(f"\nhostile corpus: {3 * len(corpus)} requests + raw-socket cases; server RSS {before:.1f} → {after:.1f} MB")
     assert after - before < 40, f"the server grew by {after - before:.1f} MB over the corpus"
 
