@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 
 from thred_bridge.domain.ids import MAX_EXTERNAL_ID, customer_external_id, external_id
 from thred_bridge.domain.money import Money
-from thred_bridge.domain.movements import Charge, Party
+from thred_bridge.domain.movements import Charge, DisputeDebit, Party, Refund
+from thred_bridge.domain.record_types import Lookup
 from thred_bridge.domain.records import ORDER, Record, Ref, charge_records, fill, records_for
 
 AT = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
@@ -180,6 +182,51 @@ def test_charge_refuses_non_positive_amounts_and_mixed_fee_currency() -> None:
 # --- records_for -----------------------------------------------------------------------------------------
 
 
+# --- invoice-first charges ------------------------------------------------------------------------------
+
+
+def test_an_invoice_first_charge_adopts_the_named_invoice_and_pays_it() -> None:
+    records = charge_records(dataclasses.replace(charge(), thred_invoice_id="inv_thred_7"))
+    assert [(r.kind, r.external_id, r.op) for r in records] == [
+        ("invoice", "stripe_ch_1", "adopt"),  # no customer and no invoice of the bridge's own
+        ("payment", "stripe_ch_1", "create"),
+    ]
+    adopted, payment = records
+    assert adopted.body == {"id": "inv_thred_7"}
+    assert (adopted.parents, adopted.lookups, adopted.updatable) == ({}, {}, False)  # the first queued wins
+    assert payment.body["allocations"] == [{"invoice_id": "inv_thred_7", "amount_cents": 50000}]
+    assert payment.lookups == {"customer_id": Lookup("invoice", "inv_thred_7", "customer.id")}
+
+
+def _refund(charge_id: str = "ch_1") -> Refund:
+    return Refund("adyen", "8835", charge_id, Money(2500, "EUR"), Money(0, "EUR"), AT, "succeeded")
+
+
+def test_a_refund_without_its_charge_waits_for_the_charges_invoice_record() -> None:
+    """An Adyen REFUND names only the payment: its refund waits for the invoice record, which the capture
+    makes (the bridge's own, or the adopted one), and for the payment."""
+    (refund, refund_payment) = records_for([_refund()])
+    assert (refund.kind, refund.external_id, refund.body["invoice_id"]) == ("refund", "adyen_8835", None)
+    assert refund.parents == {"invoice_id": Ref("invoice", "adyen_ch_1"), "~payment": Ref("payment", "adyen_ch_1")}
+    assert refund_payment.parent_path == Ref("refund", "adyen_8835")
+
+
+def test_an_invoice_first_charges_refund_and_dispute_wait_for_the_adopted_invoice() -> None:
+    paid = dataclasses.replace(charge("ch_1"), processor="adyen", thred_invoice_id="inv_thred_7")
+    debit = DisputeDebit("adyen", "8845", "ch_1", Money(7500, "EUR"), Money(0, "EUR"), AT)
+    planned = records_for([_refund(), debit, paid])
+    assert [(r.kind, r.external_id, r.op) for r in planned] == [
+        ("invoice", "adyen_ch_1", "adopt"),
+        ("payment", "adyen_ch_1", "create"),
+        ("refund", "adyen_8835", "create"),
+        ("refund", "adyen_8845", "create"),
+        ("refund_payment", "adyen_8835", "create"),
+        ("refund_payment", "adyen_8845", "create"),
+    ]
+    for refund in planned[2:4]:
+        assert refund.parents["invoice_id"] == Ref("invoice", "adyen_ch_1")
+
+
 def test_records_for_dedupes_and_orders_parents_first() -> None:
     movements = [
         charge("ch_1"),
@@ -307,7 +354,7 @@ def test_truncated_suffixed_ids_differ_from_unsuffixed() -> None:
 
 def test_a_record_spooled_as_json_reads_back_the_same() -> None:
     """``record_json``/``record_of``: how a plan spooled to disk reads back (every field, each shape)."""
-    from thred_bridge.domain.record_types import Lookup, record_json, record_of
+    from thred_bridge.domain.record_types import record_json, record_of
 
     planned = [
         *records_for([charge("ch_1"), charge("ch_2", customer=Party("cus_9", name="Ada"))]),
@@ -320,6 +367,7 @@ def test_a_record_spooled_as_json_reads_back_the_same() -> None:
         Record("payout", "stripe_po_1", {"payment_ids": [None]}, parents={"payment_ids.0": Ref("payment", "x")},
                updatable=True),
         Record("refund", "stripe_re_2", {}, parents={"id": Ref("refund", "stripe_re_2")}, op="delete"),
+        Record("invoice", "adyen_881", {"id": "inv_thred_7"}, op="adopt"),
     ]  # fmt: skip
     for record in planned:
         line = record_json(record)

@@ -51,7 +51,8 @@ class Record:
     parents: Mapping[str, Ref] = field(default_factory=dict)
     idempotency_key: str | None = None
     parent_path: Ref | None = None  # the record whose id is part of the URL (a refund payment's refund)
-    op: Literal["create", "delete"] = "create"  # delete: remove the record named by parents["id"]
+    # delete: remove the record named by parents["id"]; adopt: stand for the existing Thred record body["id"]
+    op: Literal["create", "delete", "adopt"] = "create"
     updatable: bool = False  # a newer body replaces a stored one and is sent again (payouts)
     lookups: Mapping[str, Lookup] = field(default_factory=dict)  # body path → a field of a Thred record
 

@@ -18,8 +18,9 @@ from thred_bridge.domain.sales import charge_records, customer_of, customer_reco
 
 def records_for(movements: Sequence[Movement]) -> list[Record]:
     """Every record the movements need, each external id once (the last body of an updatable one),
-    parents first. Refunds and disputes are booked on their charge's invoice and for its customer; the
-    charge is among the movements (a processor fetches it with them)."""
+    parents first. Refunds and disputes are booked on their charge's invoice record (the bridge's own or the
+    one adopting an invoice-first charge's Thred invoice), which they wait for; a won-back dispute is booked
+    for the charge's customer, so its charge is among the movements."""
     charges = {(m.processor, m.object_id): m for m in movements if isinstance(m, Charge)}
     seen: dict[tuple[str, str, str], Record] = {}
     for movement in movements:
@@ -27,11 +28,10 @@ def records_for(movements: Sequence[Movement]) -> list[Record]:
             made = charge_records(movement)
         elif isinstance(movement, Refund | DisputeDebit | DisputeCredit):
             charge = charges.get((movement.processor, movement.charge_id))
-            invoice_id = charge.thred_invoice_id if charge else None
             if isinstance(movement, Refund):
-                made = refund_records(movement, invoice_id)
+                made = refund_records(movement)
             elif isinstance(movement, DisputeDebit):
-                made = dispute_debit_records(movement, invoice_id)
+                made = dispute_debit_records(movement)
             elif charge is None:
                 raise ValueError(f"dispute credit {movement.object_id} needs its charge {movement.charge_id}")
             else:

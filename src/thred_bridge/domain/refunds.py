@@ -21,15 +21,17 @@ def _payment_of(invoice: Ref) -> Ref:
 
 
 def _refund_pair(
-    processor: str, ext: str, invoice: str | Ref, amount: Money, fee: Money, at: datetime, memo: str, reference: str
+    processor: str, ext: str, invoice: Ref, amount: Money, fee: Money, at: datetime, memo: str, reference: str
 ) -> list[Record]:
-    """A refund on the charge's invoice (by Thred id for an invoice-first charge), and the refund payment."""
+    """A refund on the charge's invoice record, and the refund payment. The invoice record is the bridge's own
+    or, for an invoice-first charge, the one that adopts the merchant's Thred invoice (``sales.adopted_invoice``):
+    either way the refund waits for it, so it lands there whichever event brought the charge, and when."""
     refund = Record(
         "refund",
         ext,
         {
             "external_id": ext,
-            "invoice_id": invoice if isinstance(invoice, str) else None,
+            "invoice_id": None,
             "method": refund_method(processor),
             "amount_cents": amount.minor,
             "completed_at": when(at),
@@ -38,7 +40,7 @@ def _refund_pair(
             "reference_number": reference,
         },
         # Thred refunds only what was paid: after the charge's payment too, whichever event queued it first.
-        parents={} if isinstance(invoice, str) else {"invoice_id": invoice, AFTER + "payment": _payment_of(invoice)},
+        parents={"invoice_id": invoice, AFTER + "payment": _payment_of(invoice)},
     )
     payment = Record(
         "refund_payment",
@@ -57,7 +59,7 @@ def _refund_pair(
     return [refund, payment]
 
 
-def refund_records(refund: Refund, invoice_id: str | None = None) -> list[Record]:
+def refund_records(refund: Refund) -> list[Record]:
     """A booked refund; one that failed or was canceled removes its refund payment instead."""
     ext = external_id(refund.processor, refund.object_id)
     if refund.status in ("failed", "canceled"):
@@ -72,17 +74,17 @@ def refund_records(refund: Refund, invoice_id: str | None = None) -> list[Record
             )
         ]
     memo = refund.reason or f"{refund.processor.title()} refund {refund.object_id}"
-    invoice = invoice_id or Ref("invoice", external_id(refund.processor, refund.charge_id))
+    invoice = Ref("invoice", external_id(refund.processor, refund.charge_id))
     return _refund_pair(
         refund.processor, ext, invoice, refund.amount, refund.fee, refund.occurred_at, memo, refund.object_id
     )
 
 
-def dispute_debit_records(debit: DisputeDebit, invoice_id: str | None = None) -> list[Record]:
+def dispute_debit_records(debit: DisputeDebit) -> list[Record]:
     """The disputed amount went back to the cardholder: a refund and refund payment, the fee on it."""
     ext = external_id(debit.processor, debit.object_id)
     memo = f"Dispute {debit.object_id}" + (f" ({debit.reason})" if debit.reason else "")
-    invoice = invoice_id or Ref("invoice", external_id(debit.processor, debit.charge_id))
+    invoice = Ref("invoice", external_id(debit.processor, debit.charge_id))
     return _refund_pair(
         debit.processor, ext, invoice, debit.amount, debit.fee, debit.occurred_at, memo, debit.object_id
     )

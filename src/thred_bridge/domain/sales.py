@@ -98,7 +98,8 @@ def charge_records(charge: Charge) -> list[Record]:
     """Customer → invoice (one line for the charge) → invoice payment with the processor's fee.
 
     An invoice-first merchant names the Thred invoice a charge pays (``thred_invoice_id``): then only the
-    payment is booked, on that invoice, for that invoice's customer (read from Thred when it is sent).
+    payment is booked, on that invoice, for that invoice's customer (read from Thred when it is sent), and
+    the charge's invoice record adopts the named invoice (:func:`adopted_invoice`).
     """
     ext = external_id(charge.processor, charge.object_id)
     metadata = {"processor": charge.processor, **charge.metadata}
@@ -113,13 +114,21 @@ def charge_records(charge: Charge) -> list[Record]:
         )  # fmt: skip
 
     if charge.thred_invoice_id:
-        return [paying(customer_of(charge), charge.thred_invoice_id)]
+        return [adopted_invoice(ext, charge.thred_invoice_id), paying(customer_of(charge), charge.thred_invoice_id)]
     customer = customer_record(charge.processor, charge.customer, charge.account)
     cust = Ref("customer", customer.external_id)
     line = external_id(charge.processor, charge.object_id, "line")
     invoice = invoice_record(ext, cust, charge.amount, charge.occurred_at, charge.description, line, metadata)
     payment = paying(cust, Ref("invoice", ext))
     return [customer, invoice, payment]
+
+
+def adopted_invoice(ext: str, thred_invoice_id: str) -> Record:
+    """The charge's invoice record ``ext`` standing for an existing Thred invoice: nothing is created, the
+    dispatcher reads it from Thred (a missing or another business's invoice fails with Thred's 404). A
+    refund or dispute that knows only the charge's external id (an Adyen REFUND, whatever order it came in)
+    waits for it and lands on that invoice; the first record of ``ext`` queued wins (the outbox keeps one)."""
+    return Record("invoice", ext, {"id": thred_invoice_id}, op="adopt")
 
 
 def customer_of(charge: Charge) -> Ref | Lookup:

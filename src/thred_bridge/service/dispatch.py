@@ -139,7 +139,8 @@ class Dispatching:
         return str(found["id"])
 
     async def _apply(self, record: ClaimedRecord) -> str | None:
-        """Create (or upsert) the record in Thred, or delete the one it names; returns the Thred id
+        """Create (or upsert) the record in Thred, delete the one it names, or read the one it adopts (a
+        missing or foreign one fails with Thred's 404); returns the Thred id
         (None: a delete of something that was never booked, which leaves nothing to do)."""
         if record.op == "delete":
             target = record.resolved.get("id")
@@ -153,6 +154,11 @@ class Dispatching:
                 if exc.status != 404:  # already gone: the goal is reached
                     raise
             return target
+        if record.op == "adopt":  # an existing Thred record (an invoice-first invoice): it must be there
+            held: Any = await self._thred.get(record.business_id, record.kind, str(record.body["id"]))
+            if not isinstance(held, dict) or not isinstance(held.get("id"), str):
+                raise ThredError(f"Thred {record.kind} {record.body['id']} could not be read")
+            return str(held["id"])
         resolved = record.resolved  # a payout's names thousands: copied only when a lookup adds to it
         if record.lookups:
             resolved = {**resolved}

@@ -117,7 +117,7 @@ records = Table(
     Column("parents", Text, nullable=False),  # JSON {body path: [kind, external id]}
     Column("parent_path", Text, nullable=True),  # JSON [kind, external id] of a URL parent
     Column("idempotency_key", String(255), nullable=True),
-    Column("op", String(10), nullable=False, server_default="create"),  # create | delete
+    Column("op", String(10), nullable=False, server_default="create"),  # create | delete | adopt
     Column("status", String(20), nullable=False),  # pending sent failed
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
