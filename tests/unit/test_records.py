@@ -196,6 +196,7 @@ def test_an_invoice_first_charge_adopts_the_named_invoice_and_pays_it() -> None:
     assert (adopted.parents, adopted.lookups, adopted.updatable) == ({}, {}, False)  # the first queued wins
     assert payment.body["allocations"] == [{"invoice_id": "inv_thred_7", "amount_cents": 50000}]
     assert payment.lookups == {"customer_id": Lookup("invoice", "inv_thred_7", "customer.id")}
+    assert payment.parents == {"~invoice": Ref("invoice", "stripe_ch_1")}  # sent once the invoice is read
 
 
 def _refund(charge_id: str = "ch_1") -> Refund:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from thred_bridge.domain.ids import customer_external_id, external_id
 from thred_bridge.domain.money import Money
 from thred_bridge.domain.movements import Charge, DisputeCredit, Party
-from thred_bridge.domain.record_types import Lookup, Record, Ref, when
+from thred_bridge.domain.record_types import AFTER, Lookup, Record, Ref, when
 
 
 def customer_record(processor: str, party: Party, account: str | None) -> Record:
@@ -114,7 +115,10 @@ def charge_records(charge: Charge) -> list[Record]:
         )  # fmt: skip
 
     if charge.thred_invoice_id:
-        return [adopted_invoice(ext, charge.thred_invoice_id), paying(customer_of(charge), charge.thred_invoice_id)]
+        payment = paying(customer_of(charge), charge.thred_invoice_id)
+        # sent once the invoice is read: a wrong id fails one record, and the payment waits behind it
+        after = {**payment.parents, AFTER + "invoice": Ref("invoice", ext)}
+        return [adopted_invoice(ext, charge.thred_invoice_id), dataclasses.replace(payment, parents=after)]
     customer = customer_record(charge.processor, charge.customer, charge.account)
     cust = Ref("customer", customer.external_id)
     line = external_id(charge.processor, charge.object_id, "line")
