@@ -125,6 +125,19 @@ async def wait_holding(url: str, worker: subprocess.Popen[bytes]) -> tuple[str, 
         await asyncio.sleep(0.02)
 
 
+async def frozen_holding(url: str, worker: subprocess.Popen[bytes]) -> tuple[str, set[int], set[int]]:
+    """Freeze the worker while it holds claims, and return what it holds frozen: read after the freeze, since
+    claims seen a moment before it may be finished by then, leaving nothing to take over."""
+    for _ in range(200):
+        await wait_holding(url, worker)
+        await freeze(worker, url)
+        process, records, events = held_by(url, worker.pid)
+        if process is not None and (records or events):
+            return process, records, events
+        worker.send_signal(signal.SIGCONT)
+    raise AssertionError("the worker was never frozen holding a claim")
+
+
 async def drained(fleet: Fleet, timeout: float = 120) -> Any:
     settings = Settings.model_validate(fleet.env)
     deadline = time.monotonic() + timeout
@@ -188,8 +201,7 @@ async def test_a_worker_paused_past_its_heartbeat_sends_nothing_it_lost(fleet: F
             await wait_holding(database_url, paused)
             procs.append(spawn(["worker"], fleet.env, fleet.cwd))
             await asyncio.sleep(1.0)
-            process, records, events = await wait_holding(database_url, paused)
-            await freeze(paused, database_url)
+            process, records, events = await frozen_holding(database_url, paused)
             stopped = time.monotonic()
             while unfinished(database_url, records, events):
                 assert time.monotonic() - stopped < TAKEOVER + 5, "a frozen worker's claims were never taken over"
