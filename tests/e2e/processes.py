@@ -131,14 +131,14 @@ async def payments(client: httpx.AsyncClient, thred_url: str, business_id: str) 
 
 
 async def freeze(proc: subprocess.Popen[bytes], url: str) -> None:
-    """SIGSTOP ``proc`` — on SQLite, outside a write transaction. A process frozen inside one holds the file's
-    only write lock, and until it resumes or dies no other process can write at all (a limit of SQLite that
-    docs/decisions/0006 names; on Postgres a frozen process holds row locks only, which the living skip)."""
+    """SIGSTOP ``proc`` outside a transaction. On SQLite a process frozen inside a write transaction holds the
+    file's only write lock and no other process can write at all; on Postgres one frozen inside a transaction
+    holds its row locks until it resumes or dies (docs/decisions/0006 names both limits)."""
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:") else None
     for _ in range(200):
         proc.send_signal(signal.SIGSTOP)
         _wait_stopped(proc.pid)
-        if path is None or _writable(path):
+        if _writable(path) if path is not None else _no_open_transaction(url):
             return
         proc.send_signal(signal.SIGCONT)
         await asyncio.sleep(0.01)
@@ -151,6 +151,24 @@ def _wait_stopped(pid: int) -> None:
     while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
         assert time.monotonic() < deadline, "the process did not stop"
         time.sleep(0.001)
+
+
+def _no_open_transaction(url: str) -> bool:
+    """No backend of the database sits inside a transaction (a process frozen in one holds its row locks, and
+    the taker's release of its claims would wait for them)."""
+    time.sleep(0.005)  # a statement the freeze interrupted on the wire finishes on the server
+    engine = schema.sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+                )
+            ).scalar()
+            return not found
+    finally:
+        engine.dispose()
 
 
 def _writable(path: str) -> bool:
