@@ -164,7 +164,7 @@ class Connections:
         return Rotation(rotated, current, changed)
 
     async def status(self, connection: Connection) -> ConnectionStatus:
-        async with self._store.transaction() as tx:
+        async with self._store.snapshot() as tx:  # one moment: counts and failures agree
             ev = await tx.event_counts(connection.id)
             rec = await tx.record_counts(connection.id)
             oldest = await tx.oldest_waiting(connection.id)

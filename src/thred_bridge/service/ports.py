@@ -68,6 +68,10 @@ class Tx(Protocol):
 
 class Store(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
+    def snapshot(self) -> AbstractAsyncContextManager[Tx]:
+        """A read-only transaction whose reads all see one moment."""
+        ...
+
     async def add_event_batches(
         self, batches: Sequence[tuple[str, str, Sequence[Notice]]], now: datetime
     ) -> set[tuple[str, str]]: ...

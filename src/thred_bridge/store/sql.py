@@ -75,6 +75,21 @@ class SqlStore:
         async with self._writer, self.engine.begin() as conn:
             yield SqlTx(conn, self.dialect)
 
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[SqlTx]:
+        """A read-only transaction whose statements all see one moment. On Postgres each statement of a
+        READ COMMITTED transaction sees its own, so a status read of events, then records, then failures
+        could count an event as done in one and list it as failed in the next (a worker committed between
+        them); REPEATABLE READ READ ONLY takes one snapshot for the whole read and never blocks a writer.
+        SQLite's transactions (one writer at a time, ``BEGIN IMMEDIATE``) already see one moment."""
+        if self._writer is not None:
+            async with self.transaction() as tx:
+                yield tx
+            return
+        async with self.engine.begin() as conn:
+            await conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield SqlTx(conn, self.dialect)
+
     async def _refresh_outbox_stats(self, queued: int) -> None:
         """ANALYZE ``records`` and ``record_parents`` when a large plan made their statistics stale: never
         analysed, or changed by half since. Without statistics (autovacuum off, or not yet round: a report
