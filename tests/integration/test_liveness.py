@@ -192,6 +192,55 @@ async def test_postgres_knows_a_dead_session_at_once(pg_store: SqlStore, empty_p
             assert await claimable(queued) == ([True, True, True], 1)
 
 
+# A process frozen inside an open transaction: it has locked the records it claimed, then stops (SIGSTOP).
+_FROZEN_IN_A_TRANSACTION = """
+import asyncio, os, signal, sys
+from sqlalchemy import text
+from thred_bridge.store import schema
+
+async def main():
+    engine = schema.async_engine(sys.argv[1], idle_in_transaction=float(sys.argv[3]))
+    conn = await engine.connect()
+    await conn.begin()
+    await conn.execute(text("SELECT id FROM records WHERE locked_by = :p FOR UPDATE"), {"p": sys.argv[2]})
+    print("holding", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.postgres
+async def test_postgres_a_process_frozen_inside_a_transaction_does_not_hold_up_the_takeover(
+    pg_store: SqlStore, empty_postgres_url: str
+) -> None:
+    """Frozen with row locks held, its connection stays up, so Postgres would keep the locks until it resumes or
+    dies, and the taker's release would wait for them. Its engine (as bootstrap builds every one) has Postgres
+    end a transaction idle for half the takeover time, which is over before its heartbeat goes stale (at least
+    half the takeover time, as a heartbeat is at most a quarter): the takeover is not delayed at all."""
+    queued, database_url = pg_store, empty_postgres_url
+    await fill(queued)
+    a, b = presence(queued, database_url, host="host-a"), presence(queued, database_url, host="host-b")
+    takeover = a.heartbeat * 5  # as presence() sets it
+    idle = takeover / 2
+    async with a.attached():
+        await claim_all(queued, a.id)
+        frozen = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _FROZEN_IN_A_TRANSACTION, database_url, a.id, str(idle), stdout=subprocess.PIPE
+        )
+        try:
+            assert frozen.stdout is not None
+            assert await frozen.stdout.readline() == b"holding\n"
+            a._task.cancel()  # type: ignore[union-attr]  # and a stops beating: both halves of the process frozen
+            stopped = asyncio.get_running_loop().time()
+            async with b.attached():
+                assert await taken_back(queued, within=takeover) == ([True, True, True], 1)
+                assert asyncio.get_running_loop().time() - stopped < takeover + 0.5
+        finally:
+            frozen.kill()
+            await frozen.wait()
+
+
 @pytest.mark.postgres
 async def test_postgres_wakes_workers_by_notify(pg_store: SqlStore, empty_postgres_url: str) -> None:
     store, database_url = pg_store, empty_postgres_url
