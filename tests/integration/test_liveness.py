@@ -92,12 +92,18 @@ async def claimable(store: SqlStore) -> tuple[list[bool], int]:
 
 
 async def taken_back(store: SqlStore, *, within: float) -> tuple[list[bool], int]:
-    """What comes back to the queue within ``within`` seconds (plus scheduling slack) — by the living's own beats."""
+    """What comes back to the queue within ``within`` seconds (plus scheduling slack) — by the living's own beats.
+
+    Each look claims what it finds, and a takeover may commit between a look's records and its events (each
+    statement sees its own moment): what each look found is added up until records and events both came back."""
     deadline = asyncio.get_running_loop().time() + within + 0.3
+    records: list[bool] = []
+    events = 0
     while True:
         found = await claimable(store)
-        if found[0] or found[1] or asyncio.get_running_loop().time() > deadline:
-            return found
+        records, events = records + found[0], events + found[1]
+        if (records and events) or asyncio.get_running_loop().time() > deadline:
+            return records, events
         await asyncio.sleep(0.05)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,3 +140,24 @@ def _unpaid_payout_record(payout: Payout) -> Record:
     if payout.reference:
         body["reference_number"] = payout.reference
     return Record("payout", ext, body, updatable=True)
+
+
+def carry_excess(body: Mapping[str, Any], excess: Sequence[tuple[str, int, str | None]]) -> dict[str, Any]:
+    """The payout's body as sent, given the refund payments it settles that were booked short: each one's
+    excess joins the additional refunds, named in the memo with its payment, so the payout still ties out; a
+    refund payment booked for nothing (its whole amount beyond what was refundable) has no Thred id to list.
+    ``excess``: (refund payment external id, excess in minor units, the payment's external id)."""
+    out = {**body, "refund_payment_ids": [i for i in body.get("refund_payment_ids", []) if i is not None]}
+    total = sum(cents for _, cents, _ in excess)
+    if not total:
+        return out
+    currency = str(body["currency"])
+    out["additional_refunds_amount_cents"] = int(body.get("additional_refunds_amount_cents") or 0) + total
+    out["metadata"] = {**body.get("metadata", {}), "excess_refunds_cents": str(total)}
+    named = ", ".join(
+        f"{ext} {Money(cents, currency).format()}" + (f" (payment {payment})" if payment else "")
+        for ext, cents, payment in excess
+    )
+    memo = f"money out beyond what was paid, carried as additional refunds: {named}"
+    out["memo"] = f"{body['memo']}; {memo}" if body.get("memo") else memo
+    return out

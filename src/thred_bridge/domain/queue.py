@@ -124,6 +124,7 @@ class ClaimedRecord:
     op: str = "create"
     lookups: Mapping[str, Lookup] = field(default_factory=dict)
     taken_over: bool = False  # its claim was taken from a dead process, which may have sent it already
+    excess_cents: int = 0  # a refund payment booked short by this much (its refund was: decision 0007)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from thred_bridge.domain.ids import external_id
 from thred_bridge.domain.money import Money
@@ -88,3 +90,22 @@ def dispute_debit_records(debit: DisputeDebit) -> list[Record]:
     return _refund_pair(
         debit.processor, ext, invoice, debit.amount, debit.fee, debit.occurred_at, memo, debit.object_id
     )
+
+
+def within_room(amount: int, room: int | None) -> tuple[int, int]:
+    """(booked, excess) of money out of ``amount`` when its payment has ``room`` left refundable (None: not
+    known here; Thred decides). Thred refunds at most what was paid; a chargeback after a partial refund, or
+    a refund after a chargeback, goes beyond that, and the excess is carried on the payout (decision 0007)."""
+    if room is None or amount <= room:
+        return amount, 0
+    booked = max(room, 0)
+    return booked, amount - booked
+
+
+def booked_short(body: Mapping[str, Any], booked: int, excess: int) -> dict[str, Any]:
+    """A refund's or refund payment's body booked for ``booked`` of its amount, its memo saying why."""
+    memo = (
+        f"booked {booked} of {booked + excess} (minor units): the other {excess} is beyond what the payment "
+        "left refundable and is carried on the payout"
+    )
+    return {**body, "amount_cents": booked, "memo": f"{body['memo']}; {memo}" if body.get("memo") else memo}

@@ -9,6 +9,7 @@ thousand invoices, the payments of a payout) wakes the dispatch loop instead, wh
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -16,8 +17,10 @@ from typing import Any
 
 import structlog
 
+from thred_bridge.domain.payouts import carry_excess
 from thred_bridge.domain.queue import ClaimedRecord
 from thred_bridge.domain.records import Lookup, fill
+from thred_bridge.domain.refunds import booked_short, within_room
 from thred_bridge.domain.retry import next_due
 from thred_bridge.errors import TRANSIENT, ThredError, describe, retry_after_of
 from thred_bridge.service.ports import Clock, Store, ThredApi
@@ -27,6 +30,7 @@ INLINE_CHILDREN = 4  # at most this many children follow their parent in its tas
 # The children of what a payout settles go back to the loop too: one of them is the payout, and testing
 # whether thousands of parents are all sent, after each one is, made a large payout's dispatch quadratic.
 SETTLED_KINDS = frozenset({"payment", "refund_payment"})
+TURN_WAIT = timedelta(milliseconds=200)  # a refund waiting for its invoice's turn tries again after 1-2 of these
 
 
 class Dispatching:
@@ -72,6 +76,26 @@ class Dispatching:
         return first_outcome
 
     async def _send_one(self, record: ClaimedRecord) -> tuple[str, list[ClaimedRecord]]:
+        """Send one record. A refund takes its invoice's money-out turn first (one at a time per invoice, so each
+        reads what is left refundable after the one before: decision 0007), or waits a moment for it."""
+        if record.kind != "refund" or record.op != "create":
+            return await self._send_claimed(record, None)
+        holder = f"{self.owner}/record-{record.id}"
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            turn, room = await tx.money_out_turn(record.connection_id, record.id, holder, now)
+            if not turn:
+                await tx.defer_record(record.id, now + TURN_WAIT * (1 + random.random()))
+        if not turn:
+            log.info("record.waits_its_turn", record=record.id, kind=record.kind, external_id=record.external_id)
+            return "deferred", []
+        try:
+            return await self._send_claimed(record, room)
+        finally:
+            async with self._store.transaction() as tx:
+                await tx.end_money_out_turn(record.connection_id, holder)
+
+    async def _send_claimed(self, record: ClaimedRecord, room: int | None) -> tuple[str, list[ClaimedRecord]]:
         bound = log.bind(
             record=record.id, kind=record.kind, external_id=record.external_id, connection=record.connection_id
         )
@@ -80,9 +104,13 @@ class Dispatching:
             # the write goes out, since a token, a lookup or a pause may come between
             await self._fence()
         try:
-            thred_id = await self._already_sent(record) if record.taken_over else None
-            if thred_id is None:
-                thred_id = await self._apply(record)
+            record, excess = self._within_room(record, room)
+            if excess and not record.body.get("amount_cents"):
+                thred_id = None  # all of it beyond what was refundable: nothing to book, the payout carries it
+            else:
+                thred_id = await self._already_sent(record) if record.taken_over else None
+                if thred_id is None:
+                    thred_id = await self._apply(record)
         except TRANSIENT as exc:
             message = describe(exc)
             if record.attempts >= self._max_attempts:
@@ -104,7 +132,13 @@ class Dispatching:
             return "failed", []
         now = self._clock()
         async with self._store.transaction() as tx:
-            children = await tx.record_sent(record.id, thred_id, now, children_limit=INLINE_CHILDREN + 1)
+            children = await tx.record_sent(
+                record.id,
+                thred_id,
+                now,
+                children_limit=INLINE_CHILDREN + 1,
+                excess_cents=excess if record.kind == "refund" and excess else None,
+            )
             inline = 0 < len(children) <= INLINE_CHILDREN and record.kind not in SETTLED_KINDS
             ready = await tx.claim_records(self.owner, now, len(children), self._lease, ids=children) if inline else []
         if children and not inline:
@@ -118,6 +152,23 @@ class Dispatching:
         due = next_due(record.attempts, self._clock(), random.random(), None)
         async with self._store.transaction() as tx:
             await tx.give_back_record(record.id, self.owner, due, error)
+
+    def _within_room(self, record: ClaimedRecord, room: int | None) -> tuple[ClaimedRecord, int]:
+        """The record as it may be booked, and by how much it was cut: a refund beyond what its payment left
+        refundable (``room``) is booked for what is left, its refund payment (claimed after it) for as much, and
+        the excess goes on the payout (decision 0007)."""
+        if record.op != "create" or record.kind not in ("refund", "refund_payment"):
+            return record, 0
+        amount = int(record.body.get("amount_cents") or 0)
+        if record.kind == "refund":
+            booked, excess = within_room(amount, room)
+        else:
+            excess = min(record.excess_cents, amount)
+            booked = amount - excess
+        if not excess:
+            return record, 0
+        log.info("record.booked_short", kind=record.kind, external_id=record.external_id, booked=booked, excess=excess)
+        return dataclasses.replace(record, body=booked_short(record.body, booked, excess)), excess
 
     async def _already_sent(self, record: ClaimedRecord) -> str | None:
         """The Thred id of a taken-over record that its dead holder had sent already, else None (send it).
@@ -164,10 +215,14 @@ class Dispatching:
             resolved = {**resolved}
             for path, lookup in record.lookups.items():
                 resolved[path] = await self._look_up(record.business_id, lookup)
+        body = fill(record.body, resolved)
+        if record.kind == "payout":
+            async with self._store.transaction() as tx:
+                body = carry_excess(body, await tx.excess_settled(record.connection_id, record.id))
         created = await self._thred.create(
             record.business_id,
             record.kind,
-            fill(record.body, resolved),
+            body,
             parent_id=record.parent_id,
             idempotency_key=record.idempotency_key,
             before_write=self._fence,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from thred_bridge.domain.queue import ClaimedEvent, Notice
 from thred_bridge.store.tables import events, leases
@@ -87,7 +87,7 @@ class InboxQueries(TxBase):
         for row in candidates:
             if len(claimed) >= limit:
                 break
-            if not await self._take_lease(row.connection_id, row.object_key, owner, now, now + lease):
+            if not await self.take_lease(row.connection_id, row.object_key, owner, now, now + lease):
                 continue
             await self.conn.execute(
                 update(events)
@@ -96,27 +96,6 @@ class InboxQueries(TxBase):
             )
             claimed.append(ClaimedEvent(**{**row._asdict(), "attempts": row.attempts + 1}))
         return claimed
-
-    async def _take_lease(
-        self, connection_id: str, object_key: str, owner: str, now: datetime, until: datetime
-    ) -> bool:
-        if self.dialect == "postgresql":
-            # Never wait on another claimer's uncommitted lease (that waits, and can deadlock): a
-            # transaction-scoped advisory lock on the object says "someone is taking it right now".
-            key = f"{connection_id}/{object_key}"
-            if not await self.conn.scalar(select(func.pg_try_advisory_xact_lock(func.hashtext(key)))):
-                return False
-        stmt = (
-            self._insert(leases)
-            .values(connection_id=connection_id, object_key=object_key, owner=owner, expires_at=until)
-            .on_conflict_do_update(
-                index_elements=["connection_id", "object_key"],
-                set_={"owner": owner, "expires_at": until},
-                where=leases.c.expires_at < now,
-            )
-            .returning(leases.c.owner)
-        )
-        return (await self.conn.execute(stmt)).first() is not None
 
     async def _release(self, event_id: int, owner: str) -> bool:
         """Drop the event's lease; False when ``owner`` no longer holds it (it expired and moved on)."""

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Integer, and_, bindparam, case, delete, exists, insert, or_, select, tuple_, update
+from sqlalchemy import Integer, and_, bindparam, case, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.engine import Row
 
 from thred_bridge.domain import json_codec
 from thred_bridge.domain.queue import ClaimedRecord
 from thred_bridge.domain.records import Lookup, Record, Ref
-from thred_bridge.store.tables import URL_PARENT, UTCDateTime, connections, events, record_parents, records
+from thred_bridge.store.tables import URL_PARENT, UTCDateTime, connections, events, leases, record_parents, records
 from thred_bridge.store.tx_base import RECORDS_CHANNEL, TxBase
 
 LOOKUPS = "$lookups"
@@ -81,6 +81,11 @@ CLAIM_WINDOW = 256  # due records looked at per step of a claim
 RECORDS_PER_STATEMENT = 500  # records queued per multi-row insert
 LINKS_PER_STATEMENT = 2_000  # parent links per executemany (a payout of 50,000 payments has 50,000)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MONEY_OUT_TURN = timedelta(seconds=30)  # longest a refund holds its invoice's turn if never given back
+
+
+def _money_out_key(invoice_external_id: str) -> str:
+    return f"money-out/{invoice_external_id}"
 
 
 def _claimable() -> list[Any]:
@@ -294,6 +299,7 @@ class OutboxQueries(TxBase):
             attempts=row.attempts + 1,
             event_id=row.event_id,
             taken_over=bool(row.taken_over),
+            excess_cents=int(row.excess_cents or 0),
         )
 
     async def _thred_ids(self, record_id: int, *, many: bool) -> dict[str, str]:
@@ -312,19 +318,139 @@ class OutboxQueries(TxBase):
         return ids
 
     async def record_sent(
-        self, record_id: int, thred_id: str | None, now: datetime, *, children_limit: int | None = None
+        self,
+        record_id: int,
+        thred_id: str | None,
+        now: datetime,
+        *,
+        children_limit: int | None = None,
+        excess_cents: int | None = None,
     ) -> list[int]:
         """Mark sent; returns the ids of the records waiting on it (at most ``children_limit``), which may
-        now be ready."""
+        now be ready. ``excess_cents``: a refund booked short (decision 0007), kept on it and on its refund
+        payment, which is booked short by as much."""
         row = (await self.conn.execute(_MARK_SENT, {"record_id": record_id, "thred_id": thred_id, "now": now})).first()
         if row is None:
             return []
+        if excess_cents is not None:
+            await self.conn.execute(
+                update(records)
+                .where(
+                    records.c.connection_id == row.connection_id,
+                    records.c.external_id == row.external_id,
+                    records.c.kind.in_((row.kind, "refund_payment")),
+                )
+                .values(excess_cents=excess_cents)
+            )
         children = await self.conn.execute(
             _CHILDREN,
             {"connection_id": row.connection_id, "kind": row.kind, "external_id": row.external_id,
              "limit": children_limit if children_limit is not None else 2**31 - 1},
         )  # fmt: skip
         return list(dict.fromkeys(c.record_id for c in children.all()))  # a record may wait on it at two paths
+
+    async def money_out_turn(
+        self, connection_id: str, refund_record_id: int, holder: str, now: datetime
+    ) -> tuple[bool, int | None]:
+        """Take the turn to book money out of a refund record's invoice, and read what is left refundable on it.
+
+        One refund of an invoice at a time, in the order they were queued (a lease on the invoice, held by
+        ``holder`` for at most :data:`MONEY_OUT_TURN`, given back by :meth:`end_money_out_turn`; an earlier
+        refund still waiting goes first): two read at once would each see room the other takes. Returns
+        (False, None) while it is not its turn. The room is the payments the
+        bridge booked on that invoice record less the refunds it booked there (each short by its excess), or
+        None when it booked no payment there (Thred alone knows)."""
+        own = record_parents.alias("own")
+        invoice = await self.conn.scalar(
+            select(own.c.external_id).where(own.c.record_id == refund_record_id, own.c.path == "invoice_id")
+        )
+        if invoice is None:
+            return True, None
+        on_invoice = select(record_parents.c.record_id).where(
+            record_parents.c.connection_id == connection_id,
+            record_parents.c.kind == "invoice",
+            record_parents.c.external_id == invoice,
+        )
+        earlier = await self.conn.scalar(
+            select(func.count()).where(
+                records.c.id.in_(on_invoice),
+                records.c.id < refund_record_id,
+                records.c.kind == "refund",
+                records.c.op == "create",
+                records.c.status == "pending",
+            )
+        )
+        if earlier:  # queued before it: booked first, so the order of the queue decides which one is cut short
+            return False, None
+        if not await self.take_lease(connection_id, _money_out_key(invoice), holder, now, now + MONEY_OUT_TURN):
+            return False, None
+        rows = (
+            await self.conn.execute(
+                select(records.c.kind, records.c.body, records.c.excess_cents).where(
+                    records.c.id.in_(on_invoice),
+                    records.c.kind.in_(("payment", "refund")),
+                    records.c.op == "create",
+                    records.c.status == "sent",
+                )
+            )
+        ).all()
+        paid = refunded = 0
+        payments = 0
+        for kind, body, excess in rows:
+            fields = json_codec.loads(body)
+            if kind == "payment":
+                payments += 1
+                paid += int(fields.get("total_amount_cents") or 0)
+            else:
+                refunded += int(fields.get("amount_cents") or 0) - int(excess or 0)
+        return True, (paid - refunded if payments else None)
+
+    async def end_money_out_turn(self, connection_id: str, holder: str) -> None:
+        """Give back the turn :meth:`money_out_turn` gave ``holder`` (nothing if it had none)."""
+        await self.conn.execute(
+            delete(leases).where(
+                leases.c.connection_id == connection_id,
+                leases.c.owner == holder,
+                leases.c.object_key.like("money-out/%"),
+            )
+        )
+
+    async def defer_record(self, record_id: int, due: datetime) -> None:
+        """Put a claimed record back, due at ``due``, without counting an attempt (it waited for its turn)."""
+        await self.conn.execute(
+            update(records)
+            .where(records.c.id == record_id)
+            .values(next_attempt_at=due, locked_until=None, locked_by=None, attempts=records.c.attempts - 1)
+        )
+
+    async def excess_settled(self, connection_id: str, record_id: int) -> list[tuple[str, int, str | None]]:
+        """The refund payments a payout record settles that were booked short: (external id, excess, the
+        external id of the invoice record the money went out of)."""
+        settled, refund, link = records.alias("settled"), records.alias("refund"), record_parents.alias("link")
+        listed = select(record_parents.c.external_id).where(
+            record_parents.c.record_id == record_id, record_parents.c.kind == "refund_payment"
+        )
+        same_refund = and_(
+            refund.c.connection_id == settled.c.connection_id,
+            refund.c.kind == "refund",
+            refund.c.external_id == settled.c.external_id,
+        )
+        rows = await self.conn.execute(
+            select(settled.c.external_id, settled.c.excess_cents, link.c.external_id)
+            .select_from(
+                settled.join(refund, same_refund).outerjoin(
+                    link, and_(link.c.record_id == refund.c.id, link.c.path == "invoice_id")
+                )
+            )
+            .where(
+                settled.c.connection_id == connection_id,
+                settled.c.kind == "refund_payment",
+                settled.c.excess_cents > 0,
+                settled.c.external_id.in_(listed),
+            )
+            .order_by(settled.c.external_id)
+        )
+        return [(str(ext), int(excess), None if invoice is None else str(invoice)) for ext, excess, invoice in rows]
 
     async def retry_record(self, record_id: int, due: datetime, error: str) -> None:
         await self.conn.execute(

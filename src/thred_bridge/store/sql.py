@@ -298,7 +298,8 @@ class SqlTx(InboxQueries, OutboxQueries, LivenessQueries):
         return [(r.event_id, r.event_type, r.last_error or "") for r in rows.all()]
 
     async def mapping(self, connection_id: str) -> Sequence[Any]:
-        """Every record of a connection: kind, external id, status, Thred id (for `show` and tests)."""
+        """Every record of a connection: kind, external id, status, Thred id, last error and what was beyond
+        the refundable (for `show`, `reconcile` and tests)."""
         rows = await self.conn.execute(
             select(
                 records.c.kind,
@@ -306,6 +307,7 @@ class SqlTx(InboxQueries, OutboxQueries, LivenessQueries):
                 records.c.status,
                 records.c.thred_id,
                 records.c.last_error,
+                records.c.excess_cents,
             )
             .where(records.c.connection_id == connection_id)
             .order_by(records.c.id)

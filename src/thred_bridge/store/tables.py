@@ -128,6 +128,9 @@ records = Table(
     Column("taken_over", Boolean, nullable=False, server_default=false()),
     Column("last_error", Text, nullable=True),
     Column("thred_id", String(100), nullable=True),
+    # Money out booked short because it was beyond what the payment left refundable (a refund and its refund
+    # payment; decision 0007): the payout that settles it carries this much as additional refunds.
+    Column("excess_cents", BigInteger, nullable=True),
     Column("event_id", BigInteger, nullable=True),  # the inbox row that first asked for it
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
