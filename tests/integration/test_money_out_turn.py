@@ -70,7 +70,7 @@ async def test_refunds_of_one_invoice_take_turns_in_queue_order(store: SqlStore)
         assert await tx.money_out_turn("conn_m", ids["refund:mollie_re_1"], "w0", NOW) == (True, None), (
             "no payment booked on the invoice: not known here, Thred decides"
         )
-        await tx.end_money_out_turn("conn_m", "w0")
+        await tx.end_money_out_turn("conn_m", ids["refund:mollie_re_1"], "w0")
     await _send(store, ids["payment:mollie_tr_1"])
     refund, chargeback = ids["refund:mollie_re_1"], ids["refund:mollie_chb_1"]
     async with store.transaction() as tx:
@@ -80,12 +80,12 @@ async def test_refunds_of_one_invoice_take_turns_in_queue_order(store: SqlStore)
         assert await tx.money_out_turn("conn_m", refund, "w3", NOW) == (False, None), "one turn at a time"
     await _send(store, refund)
     async with store.transaction() as tx:
-        await tx.end_money_out_turn("conn_m", "w1")
+        await tx.end_money_out_turn("conn_m", refund, "w1")
     async with store.transaction() as tx:
         assert await tx.money_out_turn("conn_m", chargeback, "w2", NOW) == (True, 4_000), "what the refund left"
     await _send(store, chargeback, excess=1_000)
     async with store.transaction() as tx:
-        await tx.end_money_out_turn("conn_m", "w2")
+        await tx.end_money_out_turn("conn_m", chargeback, "w2")
         claimed = {r.id: r for r in await tx.claim_records("w", NOW, 10, LEASE)}
     assert set(claimed) == {ids["refund_payment:mollie_re_1"], ids["refund_payment:mollie_chb_1"]}
     settles = claimed[ids["refund_payment:mollie_chb_1"]]
@@ -109,3 +109,26 @@ async def test_a_turn_not_given_back_lapses(store: SqlStore) -> None:
         assert not (await tx.money_out_turn("conn_m", refund, "w1", NOW + timedelta(seconds=29)))[0]
     async with store.transaction() as tx:
         assert await tx.money_out_turn("conn_m", refund, "w1", NOW + timedelta(seconds=31)) == (True, 5_000)
+
+
+async def test_a_dead_process_gives_its_turn_back_at_once_and_a_beat_never_renews_one(store: SqlStore) -> None:
+    """The turn is held by the process: when it is declared dead its turn goes with its claims (a crash costs
+    no 30 s), and its beats, which renew its claims, leave the turn to lapse if it was never given back."""
+    ids = await _queue(store)
+    for key in ("invoice:mollie_tr_1", "payment:mollie_tr_1"):
+        await _send(store, ids[key])
+    refund = ids["refund:mollie_re_1"]
+    async with store.transaction() as tx:
+        await tx.register_process("proc-a", None, "host-a", 1, "worker", NOW)
+        assert (await tx.money_out_turn("conn_m", refund, "proc-a", NOW))[0]
+        await tx.renew_claims("proc-a", NOW, NOW + timedelta(hours=1))
+    async with store.transaction() as tx:
+        assert not (await tx.money_out_turn("conn_m", refund, "proc-b", NOW + timedelta(seconds=1)))[0]
+        assert (await tx.money_out_turn("conn_m", refund, "proc-b", NOW + timedelta(seconds=31)))[0], (
+            "not renewed by the beat: it lapsed"
+        )
+        await tx.end_money_out_turn("conn_m", refund, "proc-b")
+        assert (await tx.money_out_turn("conn_m", refund, "proc-a", NOW))[0]
+        assert await tx.take_over("proc-a", NOW, ended="dead") is not None
+    async with store.transaction() as tx:
+        assert await tx.money_out_turn("conn_m", refund, "proc-b", NOW) == (True, 5_000), "given back with its claims"

@@ -80,10 +80,9 @@ class Dispatching:
         reads what is left refundable after the one before: decision 0007), or waits a moment for it."""
         if record.kind != "refund" or record.op != "create":
             return await self._send_claimed(record, None)
-        holder = f"{self.owner}/record-{record.id}"
         now = self._clock()
-        async with self._store.transaction() as tx:
-            turn, room = await tx.money_out_turn(record.connection_id, record.id, holder, now)
+        async with self._store.transaction() as tx:  # held by the process: its death gives the turn back at once
+            turn, room = await tx.money_out_turn(record.connection_id, record.id, self.owner, now)
             if not turn:
                 await tx.defer_record(record.id, now + TURN_WAIT * (1 + random.random()))
         if not turn:
@@ -93,7 +92,7 @@ class Dispatching:
             return await self._send_claimed(record, room)
         finally:
             async with self._store.transaction() as tx:
-                await tx.end_money_out_turn(record.connection_id, holder)
+                await tx.end_money_out_turn(record.connection_id, record.id, self.owner)
 
     async def _send_claimed(self, record: ClaimedRecord, room: int | None) -> tuple[str, list[ClaimedRecord]]:
         bound = log.bind(

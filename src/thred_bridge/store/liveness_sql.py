@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, exists, func, literal_column, select, text, tuple_, update
 
 from thred_bridge.domain.queue import ProcessRow, TakenOver
-from thred_bridge.store.tables import UTCDateTime, events, leases, processes, records
+from thred_bridge.store.tables import MONEY_OUT_KEYS, UTCDateTime, events, leases, processes, records
 from thred_bridge.store.tx_base import EVENTS_CHANNEL, RECORDS_CHANNEL, TxBase
 
 LOCK_SPACE = 0x7B21  # the first key of every process's advisory lock (the second is its ``lock_key``)
@@ -76,7 +76,11 @@ class LivenessQueries(TxBase):
         )
         await self.conn.execute(update(events).where(events.c.id.in_(held_events)).values(locked_until=until))
         key = (leases.c.connection_id, leases.c.object_key)
-        held_leases = select(*key).where(leases.c.owner == process_id).with_for_update(skip_locked=True)
+        held_leases = (
+            select(*key)
+            .where(leases.c.owner == process_id, leases.c.object_key.not_like(MONEY_OUT_KEYS))
+            .with_for_update(skip_locked=True)
+        )  # an invoice's money-out turn lapses on its own if a crash inside the process never gave it back
         await self.conn.execute(update(leases).where(tuple_(*key).in_(held_leases)).values(expires_at=until))
 
     async def living_processes(self, now: datetime, stale_after: timedelta) -> Sequence[ProcessRow]:

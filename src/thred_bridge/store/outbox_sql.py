@@ -13,7 +13,16 @@ from sqlalchemy.engine import Row
 from thred_bridge.domain import json_codec
 from thred_bridge.domain.queue import ClaimedRecord
 from thred_bridge.domain.records import Lookup, Record, Ref
-from thred_bridge.store.tables import URL_PARENT, UTCDateTime, connections, events, leases, record_parents, records
+from thred_bridge.store.tables import (
+    MONEY_OUT_KEYS,
+    URL_PARENT,
+    UTCDateTime,
+    connections,
+    events,
+    leases,
+    record_parents,
+    records,
+)
 from thred_bridge.store.tx_base import RECORDS_CHANNEL, TxBase
 
 LOOKUPS = "$lookups"
@@ -81,11 +90,11 @@ CLAIM_WINDOW = 256  # due records looked at per step of a claim
 RECORDS_PER_STATEMENT = 500  # records queued per multi-row insert
 LINKS_PER_STATEMENT = 2_000  # parent links per executemany (a payout of 50,000 payments has 50,000)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MONEY_OUT_TURN = timedelta(seconds=30)  # longest a refund holds its invoice's turn if never given back
+MONEY_OUT_TURN = timedelta(seconds=30)  # longest a live process holds an invoice's turn if never given back
 
 
 def _money_out_key(invoice_external_id: str) -> str:
-    return f"money-out/{invoice_external_id}"
+    return MONEY_OUT_KEYS.replace("%", invoice_external_id)
 
 
 def _claimable() -> list[Any]:
@@ -355,8 +364,9 @@ class OutboxQueries(TxBase):
         """Take the turn to book money out of a refund record's invoice, and read what is left refundable on it.
 
         One refund of an invoice at a time, in the order they were queued (a lease on the invoice, held by
-        ``holder`` for at most :data:`MONEY_OUT_TURN`, given back by :meth:`end_money_out_turn`; an earlier
-        refund still waiting goes first): two read at once would each see room the other takes. Returns
+        ``holder``, the process, for at most :data:`MONEY_OUT_TURN`: given back by :meth:`end_money_out_turn`,
+        never renewed by the process's beat, and released with its claims when it dies; an earlier refund
+        still waiting goes first): two read at once would each see room the other takes. Returns
         (False, None) while it is not its turn. The room is the payments the
         bridge booked on that invoice record less the refunds it booked there (each short by its excess), or
         None when it booked no payment there (Thred alone knows)."""
@@ -405,13 +415,19 @@ class OutboxQueries(TxBase):
                 refunded += int(fields.get("amount_cents") or 0) - int(excess or 0)
         return True, (paid - refunded if payments else None)
 
-    async def end_money_out_turn(self, connection_id: str, holder: str) -> None:
-        """Give back the turn :meth:`money_out_turn` gave ``holder`` (nothing if it had none)."""
+    async def end_money_out_turn(self, connection_id: str, refund_record_id: int, holder: str) -> None:
+        """Give back the turn on the refund record's invoice that :meth:`money_out_turn` gave ``holder``."""
+        own = record_parents.alias("own")
+        invoice = await self.conn.scalar(
+            select(own.c.external_id).where(own.c.record_id == refund_record_id, own.c.path == "invoice_id")
+        )
+        if invoice is None:
+            return
         await self.conn.execute(
             delete(leases).where(
                 leases.c.connection_id == connection_id,
+                leases.c.object_key == _money_out_key(invoice),
                 leases.c.owner == holder,
-                leases.c.object_key.like("money-out/%"),
             )
         )
 

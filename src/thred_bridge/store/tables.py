@@ -174,6 +174,7 @@ leases = Table(
     Column("owner", String(64), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
 )
+MONEY_OUT_KEYS = "money-out/%"  # the leases that are an invoice's money-out turn (decision 0007), as a LIKE
 
 processes = Table(
     "processes",
