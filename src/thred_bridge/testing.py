@@ -302,9 +302,11 @@ async def adyen_bridge(
     capture: str = "delayed",
     webhook_auth: tuple[str, str] | None = ("adyen-webhook", "webhook-password-test"),
     report_user: tuple[str, str] | None = ADYEN_REPORT_USER,
+    settlement_currency: str | None = None,
 ) -> AsyncIterator[AdyenHarness]:
     """The whole bridge on loopback with one Adyen connection (merchant ``TestMerchant``, Adyen's test HMAC
-    key, Basic auth ``webhook_auth``, report credentials ``report_user``), a local report host whose address
+    key, Basic auth ``webhook_auth``, report credentials ``report_user``, the merchant account's
+    ``settlement_currency`` if it names one), a local report host whose address
     is in BRIDGE_ADYEN_REPORT_HOSTS, and a fresh Thred sandbox."""
     async with (
         report_host() as reports,
@@ -312,6 +314,8 @@ async def adyen_bridge(
     ):
         config = _settings(database_url, thred_url, {"BRIDGE_ADYEN_REPORT_HOSTS": reports.host}, settings)
         credentials = {"capture": capture}
+        if settlement_currency is not None:
+            credentials["settlement_currency"] = settlement_currency
         if webhook_auth is not None:
             credentials |= {"webhook_user": webhook_auth[0], "webhook_password": webhook_auth[1]}
         if report_user is not None:

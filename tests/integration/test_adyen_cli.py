@@ -65,3 +65,15 @@ def test_add_adyen_refuses_a_key_that_is_not_hex_and_half_credentials(cli: Cli) 
     assert "hex" in one_line_error(cli.run(*base, "--hmac-key", "not-a-hex-key"))
     half = cli.run(*base, "--hmac-key", HMAC_KEY, "--report-user", "report@Company.Test")
     assert "--report-user and --report-password go together" in one_line_error(half)
+
+
+def test_add_adyen_with_a_settlement_currency_needs_a_code_and_the_report_user(cli: Cli) -> None:
+    cli.ok("migrate")
+    base = ["connections", "add", "adyen", "--business-id", "b", "--merchant-account", "M", "--hmac-key", HMAC_KEY]
+    report = ["--report-user", "report@Company.Test", "--report-password", REPORT_PASSWORD]
+    assert "not an ISO 4217 currency code" in one_line_error(cli.run(*base, *report, "--settlement-currency", "GB"))
+    alone = one_line_error(cli.run(*base, "--settlement-currency", "GBP"))
+    assert "--settlement-currency needs --report-user and --report-password" in alone
+    added = cli.json(*base, *report, "--settlement-currency", "gbp")
+    shown = cli.json("connections", "show", added["id"])
+    assert "settlement_currency" in shown["credentials"]

@@ -4,6 +4,11 @@ A processor's ``translate`` module turns its JSON into these; ``records`` turns 
 Thred records. Amounts are in the currency the money settled in (what the processor
 credited to the merchant's balance), so that payouts add up; the presentment amount, if
 different, travels in ``metadata``.
+
+A movement marked ``held`` is a reading the processor will correct: its records wait, unsent, until a
+reading of the same object that is not held replaces them. An Adyen webhook's amount is in the processing
+currency; a payment that settles in another currency is booked from the settlement report, in the
+settlement currency (decision 0008).
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class Charge:
     account: str | None = None
     thred_invoice_id: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    held: bool = False  # a reading to be replaced: see the module docstring
 
     def __post_init__(self) -> None:
         if self.amount.minor <= 0:
@@ -90,6 +96,7 @@ class Refund:
     account: str | None = None
     reason: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    held: bool = False  # a reading to be replaced: see the module docstring
 
     def __post_init__(self) -> None:
         if self.amount.minor <= 0:
@@ -114,6 +121,7 @@ class DisputeDebit:
     occurred_at: datetime
     account: str | None = None
     reason: str | None = None
+    held: bool = False  # a reading to be replaced: see the module docstring
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +139,7 @@ class DisputeCredit:
     fee_returned: Money
     occurred_at: datetime
     account: str | None = None
+    held: bool = False  # a reading to be replaced: see the module docstring
 
 
 PayoutItemKind = Literal["charge", "refund", "dispute_debit", "dispute_credit", "fee", "adjustment"]

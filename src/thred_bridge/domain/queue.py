@@ -143,4 +143,5 @@ class ConnectionStatus:
     oldest_waiting_at: datetime | None
     failures: Sequence[tuple[str, str, str]]  # (event id, event type, last error)
     unrouted: int = 0  # Connect events for an account no connection maps yet
+    records_held: int = 0  # webhook readings waiting for the settlement report to book them (decision 0008)
     notes: Sequence[str] = ()  # what the processor says about the connection (e.g. why payouts are off)

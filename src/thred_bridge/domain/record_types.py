@@ -55,6 +55,9 @@ class Record:
     op: Literal["create", "delete", "adopt"] = "create"
     updatable: bool = False  # a newer body replaces a stored one and is sent again (payouts)
     lookups: Mapping[str, Lookup] = field(default_factory=dict)  # body path → a field of a Thred record
+    # held: never sent as it is; a later plan of the same record that is not held replaces its body (its
+    # parents stay) and sends it: a webhook's reading the settlement report corrects (movements ``held``)
+    held: bool = False
 
 
 def when(at: datetime) -> str:

@@ -8,8 +8,9 @@ together: every record a set of movements needs, each external id once, parents 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from thred_bridge.domain.movements import Charge, DisputeCredit, DisputeDebit, Movement, Refund
+from thred_bridge.domain.movements import Charge, DisputeCredit, DisputeDebit, Movement, Payout, Refund
 from thred_bridge.domain.payouts import PayoutTotals, payout_item_ref, payout_record, payout_totals
 from thred_bridge.domain.record_types import ORDER, Kind, Lookup, Record, Ref, fill
 from thred_bridge.domain.refunds import dispute_debit_records, refund_records
@@ -38,11 +39,20 @@ def records_for(movements: Sequence[Movement]) -> list[Record]:
                 made = dispute_credit_records(movement, customer_of(charge))
         else:
             made = [payout_record(movement)]
+        if not isinstance(movement, Payout) and movement.held:
+            made = held(made)
         for record in made:
             key = (record.kind, record.external_id, record.op)
             if record.updatable or key not in seen:
                 seen[key] = record
     return sorted(seen.values(), key=lambda r: (ORDER.index(r.kind), r.op == "delete"))
+
+
+def held(made: Sequence[Record]) -> list[Record]:
+    """A held movement's records: those that carry its money wait for a reading that is not held; its
+    customer (no money, and the webhook knows the shopper where a report does not) is booked at once, and
+    an undo (a failed refund's delete) waits for what it undoes as it would anyway."""
+    return [r if r.kind == "customer" or r.op == "delete" else replace(r, held=True) for r in made]
 
 
 __all__ = [

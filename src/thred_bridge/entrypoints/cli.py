@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
         "--capture", choices=("delayed", "immediate"), default="delayed",
         help="delayed (default): a CAPTURE webhook books the payment; immediate: a successful AUTHORISATION does",
     )  # fmt: skip
+    adyen.add_argument(
+        "--settlement-currency", default=None,
+        help="the currency the merchant account settles in; payments in others are booked from the settlement report",
+    )  # fmt: skip
     adyen.add_argument("--label", default=None)
     mollie = asub.add_parser("mollie", help="a Mollie website profile (classic or next-gen webhooks, settlements)")
     mollie.add_argument("--json", action="store_true")

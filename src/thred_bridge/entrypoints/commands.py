@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from thred_bridge.bootstrap import Bridge, open_bridge, utc_now
+from thred_bridge.domain.money import MoneyError, normalise_currency
 from thred_bridge.domain.queue import Connection, ConnectionStatus
 from thred_bridge.entrypoints.output import print_json
 from thred_bridge.errors import ConfigError
@@ -233,6 +234,16 @@ async def _add_adyen(args: argparse.Namespace, settings: Settings, bridge: Bridg
             raise ConfigError(f"--{prefix}-user and --{prefix}-password go together")
         if user:
             credentials[f"{prefix}_user"], credentials[f"{prefix}_password"] = user, password
+    if args.settlement_currency:
+        try:
+            credentials["settlement_currency"] = normalise_currency(args.settlement_currency)
+        except MoneyError as exc:
+            raise ConfigError(f"--settlement-currency: {exc}") from exc
+        if "report_user" not in credentials:
+            raise ConfigError(
+                "--settlement-currency needs --report-user and --report-password: a payment in another currency"
+                " is booked from its settlement report, which the bridge must be able to download"
+            )
     connection = await bridge.connections.add(
         NewConnection(
             processor="adyen",
@@ -322,6 +333,9 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
         for r in rows:
             for note in r["notes"]:
                 out.print(f"[yellow]note[/yellow] {r['connection_id']}: {note}", markup=True)
+            if r["records"]["held"]:
+                held = f"{r['records']['held']} record(s) in another currency than the settlement's"
+                out.print(f"[yellow]held[/yellow] {r['connection_id']}: {held}, until a settlement report books them")
             for failure in r["failures"]:
                 what = f"{r['connection_id']} {failure['event_id']} ({failure['type']})"
                 out.print(f"[red]failed[/red] {what}: {failure['error']}", markup=True)
@@ -339,7 +353,12 @@ def _status_row(s: ConnectionStatus, now: Any) -> dict[str, Any]:
         "failed": s.failed,
         "ignored": s.ignored,
         "unrouted": s.unrouted,
-        "records": {"sent": s.records_sent, "waiting": s.records_waiting, "failed": s.records_failed},
+        "records": {
+            "sent": s.records_sent,
+            "waiting": s.records_waiting,
+            "failed": s.records_failed,
+            "held": s.records_held,
+        },
         "oldest_waiting_seconds": age_seconds(s.oldest_waiting_at, now),
         "failures": [{"event_id": e, "type": t, "error": m} for e, t, m in s.failures],
         "notes": list(s.notes),

@@ -185,6 +185,7 @@ class Connections:
             oldest_waiting_at=oldest,
             failures=failures,
             unrouted=ev.get("unrouted", 0),
+            records_held=rec.get("held", 0),
             notes=tuple(self._notes(connection)) if self._notes is not None else (),
         )
 

@@ -7,7 +7,9 @@ answer an error status (e.g. 503) first.
 
 :class:`SettlementReport` writes a settlement details report in the legacy 30-column layout or the newer
 one that appends Adyen's 2023+ columns, from rows given in minor units, and ends it with the batch's
-MerchantPayout row, so a test can make a report of any size without writing CSV by hand.
+MerchantPayout row, so a test can make a report of any size without writing CSV by hand. A row can be
+processed in another currency than the batch's (``processed=(currency, minor, rate)``): its gross is then in
+that currency with the ``Exchange Rate``, and its net in the batch's, as Adyen converts a payment.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import csv
 import hmac
 import io
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -88,6 +90,21 @@ def create_app(files: ReportFiles) -> Starlette:
     return Starlette(routes=[Route("/reports/download/MerchantAccount/{merchant}/{file}", download)])
 
 
+Processed = tuple[str, int, str]
+"""(processing currency, amount in its minor units, exchange rate to the batch's currency)."""
+
+
+def converted(processed: Processed, currency: str) -> int:
+    """A processed amount in ``currency``'s minor units at its rate, rounded half up (as the report shows it)."""
+    source, minor, rate = processed
+    value = Decimal(minor).scaleb(-iso_exponent(source)) * Decimal(rate)
+    return int(
+        value.quantize(Decimal(1).scaleb(-iso_exponent(currency)), rounding=ROUND_HALF_UP).scaleb(
+            iso_exponent(currency)
+        )
+    )
+
+
 def _amount(minor: int | None, currency: str) -> str:
     if minor is None:
         return ""
@@ -109,16 +126,18 @@ class SettlementReport:
 
     def _row(self, kind: str, *, psp: str = "", modification: str = "", reference: str = "", method: str = "",
              gross_debit: int | None = None, gross_credit: int | None = None, net_debit: int | None = None,
-             net_credit: int | None = None, commission: int | None = None) -> None:  # fmt: skip
+             net_credit: int | None = None, commission: int | None = None,
+             processed: Processed | None = None) -> None:  # fmt: skip
         money = gross_debit is not None or gross_credit is not None
         c = self.currency
+        gc, rate = (processed[0], processed[2]) if processed is not None else (c, "1")
         self.rows.append(
             {
                 "Company Account": self.company, "Merchant Account": self.merchant_account, "Psp Reference": psp,
                 "Merchant Reference": reference, "Payment Method": method, "Creation Date": self.created,
                 "TimeZone": self.timezone, "Type": kind, "Modification Reference": modification,
-                "Gross Currency": c if money else "", "Gross Debit (GC)": _amount(gross_debit, c),
-                "Gross Credit (GC)": _amount(gross_credit, c), "Exchange Rate": "1" if money else "",
+                "Gross Currency": gc if money else "", "Gross Debit (GC)": _amount(gross_debit, gc),
+                "Gross Credit (GC)": _amount(gross_credit, gc), "Exchange Rate": rate if money else "",
                 "Net Currency": c, "Net Debit (NC)": _amount(net_debit, c), "Net Credit (NC)": _amount(net_credit, c),
                 "Commission (NC)": _amount(commission, c), "Payment Fees (NC)": _amount(commission, c),
                 "Payment Method Variant": method, "Batch Number": str(self.batch),
@@ -126,20 +145,38 @@ class SettlementReport:
         )  # fmt: skip
         self.net_total += (net_credit or 0) - (net_debit or 0)
 
-    def settled(self, psp: str, gross: int, fee: int, *, reference: str = "", method: str = "visa") -> None:
-        """A captured payment settled: ``gross`` in, ``fee`` kept."""
+    def _gross(self, gross: int | None, processed: Processed | None) -> tuple[int, int]:
+        """(the gross as the row states it, in its gross currency; the same in the batch's currency)."""
+        if processed is None:
+            if gross is None:
+                raise ValueError("a gross amount, or what was processed")
+            return gross, gross
+        return processed[1], converted(processed, self.currency)
+
+    def settled(self, psp: str, gross: int | None, fee: int, *, reference: str = "", method: str = "visa",
+                processed: Processed | None = None) -> None:  # fmt: skip
+        """A captured payment settled: ``gross`` in (or ``processed`` converted), ``fee`` kept."""
+        stated, settled = self._gross(gross, processed)
         self._row("Settled", psp=psp, modification=psp + "C", reference=reference, method=method,
-                  gross_credit=gross, net_credit=gross - fee, commission=fee or None)  # fmt: skip
+                  gross_credit=stated, net_credit=settled - fee, commission=fee or None,
+                  processed=processed)  # fmt: skip
 
-    def refunded(self, psp: str, refund: str, gross: int, fee: int = 0, *, method: str = "visa") -> None:
-        """Refund ``refund`` of payment ``psp``: ``gross`` out, plus ``fee``."""
+    def refunded(self, psp: str, refund: str, gross: int | None, fee: int = 0, *, method: str = "visa",
+                 processed: Processed | None = None) -> None:  # fmt: skip
+        """Refund ``refund`` of payment ``psp``: ``gross`` out (or ``processed`` converted), plus ``fee``."""
+        stated, settled = self._gross(gross, processed)
         self._row("Refunded", psp=psp, modification=refund, method=method,
-                  gross_debit=gross, net_debit=gross + fee, commission=fee or None)  # fmt: skip
+                  gross_debit=stated, net_debit=settled + fee, commission=fee or None,
+                  processed=processed)  # fmt: skip
 
-    def chargeback(self, psp: str, dispute: str, gross: int, fee: int = 0, *, method: str = "visa") -> None:
-        """Chargeback ``dispute`` on payment ``psp``: ``gross`` out, plus the chargeback ``fee``."""
+    def chargeback(self, psp: str, dispute: str, gross: int | None, fee: int = 0, *, method: str = "visa",
+                   processed: Processed | None = None) -> None:  # fmt: skip
+        """Chargeback ``dispute`` on payment ``psp``: ``gross`` out (or ``processed`` converted), plus the
+        chargeback ``fee``."""
+        stated, settled = self._gross(gross, processed)
         self._row("Chargeback", psp=psp, modification=dispute, method=method,
-                  gross_debit=gross, net_debit=gross + fee, commission=fee or None)  # fmt: skip
+                  gross_debit=stated, net_debit=settled + fee, commission=fee or None,
+                  processed=processed)  # fmt: skip
 
     def fee(self, amount: int, text: str = "Transaction Fees") -> None:
         """A fee row: ``amount`` out of the balance."""

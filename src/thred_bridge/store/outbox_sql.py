@@ -185,15 +185,22 @@ class OutboxQueries(TxBase):
     ) -> None:
         by_key: dict[tuple[str, str], Record] = {(r.kind, r.external_id): r for r in chunk}
         written: list[tuple[int, str, str]] = []
+        replaced = 0
         for upsert in (False, True):
-            rows = [self._row(connection_id, r, event_id, now) for r in chunk if r.updatable is upsert]
+            rows = {(r.kind, r.external_id): self._row(connection_id, r, event_id, now)
+                    for r in chunk if r.updatable is upsert}  # fmt: skip
             if rows:
-                result = await self.conn.execute(self._add_records_stmt(upsert), rows)
-                written.extend((r.id, r.kind, r.external_id) for r in result.all())
+                result = await self.conn.execute(self._add_records_stmt(upsert), list(rows.values()))
+                for r in result.all():
+                    if upsert or r.parents == rows[(r.kind, r.external_id)]["parents"]:
+                        written.append((r.id, r.kind, r.external_id))
+                    else:  # a held record replaced: its body is new, its parents (and their links) stay
+                        replaced += 1
+        self.queued += len(written) + replaced
+        if written or replaced:
+            await self.notify(RECORDS_CHANNEL)
         if not written:
             return
-        self.queued += len(written)
-        await self.notify(RECORDS_CHANNEL)
         await self.conn.execute(
             delete(record_parents).where(record_parents.c.record_id.in_([record_id for record_id, _, _ in written]))
         )
@@ -223,7 +230,7 @@ class OutboxQueries(TxBase):
             ),
             "idempotency_key": record.idempotency_key,
             "op": record.op,
-            "status": "pending",
+            "status": "held" if record.held else "pending",
             "attempts": 0,
             "next_attempt_at": now,
             "event_id": event_id,
@@ -254,8 +261,22 @@ class OutboxQueries(TxBase):
                 where=or_(records.c.body != excluded.body, records.c.parents != excluded.parents),
             )
         else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["connection_id", "kind", "external_id"])
-        stmt = stmt.returning(records.c.id, records.c.kind, records.c.external_id)
+            # One already there is kept, unless it is held and this plan is not: then this body replaces its
+            # body (its parents stay: the held reading knew the customer) and it is sent.
+            excluded = stmt.excluded
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["connection_id", "kind", "external_id"],
+                set_={
+                    "body": excluded.body,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": excluded.next_attempt_at,
+                    "last_error": None,
+                    "event_id": excluded.event_id,
+                },
+                where=and_(records.c.status == "held", excluded.status == "pending"),
+            )
+        stmt = stmt.returning(records.c.id, records.c.kind, records.c.external_id, records.c.parents)
         _ADD_RECORDS[key] = stmt
         return stmt
 

@@ -259,7 +259,10 @@ class SqlTx(InboxQueries, OutboxQueries, LivenessQueries):
             .group_by(events.c.status)
         )
         counts = {str(status): int(n) for status, n in rows.all()}
-        unsent = exists(select(records.c.id).where(records.c.event_id == events.c.id, records.c.status != "sent"))
+        # a held record waits for another event (the settlement report), not for this one
+        unsent = exists(
+            select(records.c.id).where(records.c.event_id == events.c.id, records.c.status.not_in(("sent", "held")))
+        )
         waiting_done = await self.conn.scalar(
             select(func.count()).where(events.c.connection_id == connection_id, events.c.status == "done", unsent)
         )

@@ -16,7 +16,9 @@ payout last), so a report of any size is booked without holding its rows.
 Connection settings (in its encrypted credentials): ``webhook_user``/``webhook_password`` (Basic auth on
 the webhook), ``report_user``/``report_password`` (or ``report_api_key``) for report downloads, and
 ``capture``: ``delayed`` (the default: a CAPTURE webhook is income) or ``immediate`` (the merchant
-account captures on authorisation: a successful AUTHORISATION is income).
+account captures on authorisation: a successful AUTHORISATION is income), and ``settlement_currency``
+(optional): what the merchant account settles in; a webhook's payment, refund or dispute in another
+currency is held until the settlement report books it at the converted amount (decision 0008).
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ class AdyenProcessor:
         moved = translate.to_movements(item, immediate_capture=immediate)
         if any(isinstance(m, DisputeCredit) for m in moved):
             moved.insert(0, _reinstated_payment(item))
-        return moved
+        return translate.held_unless_settled_in(moved, connection.credentials.get("settlement_currency"))
 
     async def _report(self, item: NotificationItem, connection: Connection) -> MovementStream:
         url = checked_url(item.reason, self._hosts)

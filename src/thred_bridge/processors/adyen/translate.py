@@ -17,15 +17,29 @@ A webhook carries the amount in the payment's (processing) currency and no fee: 
 from the settlement details report (§4 fact 16). So ``fee`` is zero here, and the payout built from the
 report carries the fees; pass ``settled`` (the report's line for the same object) to book the settled
 amount and fee instead. Object ids follow ``references``.
+
+A connection that names its settlement currency holds every movement in another currency
+(:func:`held_unless_settled_in`): Adyen converts it, and only the settlement report says to what, so the
+report books it (decision 0008).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from thred_bridge.domain.money import Money, MoneyError
-from thred_bridge.domain.movements import Charge, DisputeCredit, DisputeDebit, Movement, Party, Refund, RefundStatus
+from thred_bridge.domain.movements import (
+    Charge,
+    DisputeCredit,
+    DisputeDebit,
+    Movement,
+    Party,
+    Payout,
+    Refund,
+    RefundStatus,
+)
 from thred_bridge.errors import TranslationError
 from thred_bridge.processors.adyen.batch import BatchLine
 from thred_bridge.processors.adyen.currency import from_adyen
@@ -204,6 +218,16 @@ def to_dispute(item: NotificationItem, *, account: str | None = None) -> Dispute
     code = text_of(item.additional_data.get("chargebackReasonCode"))
     reason = text_of(item.reason) or code
     return DisputeDebit(PROCESSOR, object_id, charge_id, amount, zero, item.event_date, account, reason)
+
+
+def held_unless_settled_in(moved: Sequence[Movement], settlement_currency: str | None) -> list[Movement]:
+    """``moved``, each movement in another currency than ``settlement_currency`` marked held (its records
+    wait for the settlement report's reading); all as they are when the connection names no currency."""
+    if not settlement_currency:
+        return list(moved)
+    return [
+        m if isinstance(m, Payout) or m.amount.currency == settlement_currency else replace(m, held=True) for m in moved
+    ]
 
 
 def to_movements(

@@ -27,17 +27,39 @@ def _first(line: BatchLine, rows: Mapping[int, ReportRow]) -> ReportRow | None:
     return next((rows[n] for n in line.lines if n in rows), None)
 
 
-def _metadata(row: ReportRow | None, summary: BatchSummary) -> dict[str, str]:
+def _metadata(row: ReportRow | None, summary: BatchSummary, line: BatchLine | None = None) -> dict[str, str]:
     metadata = {"source": "adyen_settlement_report", "adyen_batch_number": str(summary.batch_number)}
     if row is not None and row.psp_reference:
         metadata["adyen_psp_reference"] = row.psp_reference
     if row is not None and row.merchant_reference:
         metadata["merchant_reference"] = row.merchant_reference
+    if row is not None and row.gross_currency and row.gross_currency != summary.currency:
+        metadata |= _processed(row, line)
     return metadata
 
 
+def _processed(row: ReportRow, line: BatchLine | None) -> dict[str, str]:
+    """What a converted row was processed as, in the keys Stripe and Mollie FX use: its currency, the
+    exchange rate, and the amount when one row states it (partial captures add up in the batch's
+    currency only)."""
+    out = {"presentment_currency": str(row.gross_currency)}
+    if row.exchange_rate is not None:
+        out["exchange_rate"] = format(row.exchange_rate.normalize(), "f")
+    gross = row.gross
+    if gross is not None and line is not None and len(line.lines) == 1:
+        magnitude = gross if gross.minor >= 0 else -gross
+        out["presentment_amount"] = format(magnitude.to_decimal(), "f")
+    return out
+
+
 def payment_charge(
-    payment: str, amount: Money, fee: Money, row: ReportRow | None, summary: BatchSummary, at: datetime
+    payment: str,
+    amount: Money,
+    fee: Money,
+    row: ReportRow | None,
+    summary: BatchSummary,
+    at: datetime,
+    line: BatchLine | None = None,
 ) -> Charge:
     """The payment ``payment`` as a :class:`Charge` from its report row, for the walk-in customer."""
     reference = row.merchant_reference if row is not None else None
@@ -51,7 +73,7 @@ def payment_charge(
         description=reference or f"Adyen payment {payment}",
         method=(row.payment_method if row is not None else None) or "unknown",
         reference=reference or payment,
-        metadata={**_metadata(row, summary), "fee_source": "settlement_report_applied"},
+        metadata={**_metadata(row, summary, line), "fee_source": "settlement_report_applied"},
     )
 
 
@@ -70,7 +92,7 @@ def line_movements(
     if line.kind == "payment":
         if line.amount.minor <= 0:
             return []
-        return [payment_charge(line.object_id, line.amount, line.fee, row, summary, at)]
+        return [payment_charge(line.object_id, line.amount, line.fee, row, summary, at, line)]
     charge_id = _charge_id(row)
     if charge_id is None:
         return []
@@ -79,7 +101,7 @@ def line_movements(
         if amount.minor <= 0:
             return []
         return [Refund(PROCESSOR, line.object_id, charge_id, amount, line.fee, at, "succeeded",
-                       metadata=_metadata(row, summary))]  # fmt: skip
+                       metadata=_metadata(row, summary, line))]  # fmt: skip
     if line.kind == "dispute_debit" and line.amount.minor < 0:
         return [DisputeDebit(PROCESSOR, line.object_id, charge_id, -line.amount, line.fee, at)]
     if line.kind == "dispute_credit" and line.amount.minor > 0:
