@@ -88,6 +88,24 @@ class Running:
                 raise TimeoutError(f"still waiting after {timeout} s: {status}")
             await self._nudge()
 
+    async def settle(self, timeout: float = 30.0) -> ConnectionStatus:
+        """Wait until the bridge stops moving: nothing waiting, or nothing changed over two looks 0.2 s apart
+        (what waits does so for a delivery not made yet). Raise if that takes over ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        before = None
+        while True:
+            status = await self.status()
+            if status.waiting == 0 and status.records_waiting == 0:
+                return status
+            moved = (status.received, status.synced, status.failed, status.records_sent, status.records_waiting)
+            if moved == before:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still moving after {timeout} s: {status}")
+            before = moved
+            await self._nudge()
+            await asyncio.sleep(0.15)
+
     async def _nudge(self) -> None:
         self.bridge.events_ready.set()
         self.bridge.records_ready.set()
