@@ -112,3 +112,41 @@ async def test_adyen_a_full_chargeback_after_a_partial_refund_ties_out(database_
     assert payout["amount_variance_cents"] == 0, payout.get("memo")
     assert payout["additional_refunds_amount_cents"] == 1_000
     assert f"adyen_{dispute} 10.00 EUR (payment adyen_{psp})" in payout["memo"]
+
+
+async def test_stripe_a_refund_that_fails_after_a_lost_dispute_still_ties_out(database_url: str) -> None:
+    """Refund 1,000, lose a dispute of all 5,000 (booked for the 4,000 left, 1,000 carried), then the refund
+    fails: its refund payment is deleted and its money comes back in the same payout. The invoice keeps the
+    dispute as booked (a sent refund is not booked again), the carried 1,000 stays on the payout, and the
+    payout still ties out to the cent."""
+    async with testing.bridge(database_url) as h:
+        w = h.world
+        other = w.add_charge(20_000, "eur", fee=200)
+        paid = w.add_charge(5_000, "eur", fee=50)
+        refund = w.refund(paid["id"], 1_000)
+        dispute = w.dispute(paid["id"])
+        for event in (
+            w.event("charge.succeeded", other),
+            w.event("charge.succeeded", paid),
+            w.event("refund.created", refund),
+            w.event("charge.dispute.funds_withdrawn", w.get(dispute["id"]) or {}),
+        ):
+            assert (await h.deliver(event)).status_code == 200
+            await h.drain()
+        failed = w.fail_refund(refund["id"])
+        assert (await h.deliver(w.event("refund.failed", failed))).status_code == 200
+        await h.drain()
+        payout = w.payout(currency="eur")
+        assert (await h.deliver(w.event("payout.paid", payout))).status_code == 200
+        status = await h.drain()
+        books = await h.books()
+    assert (status.failed, status.records_failed) == (0, 0), status.failures
+    assert payout["amount"] == 20_000 - 200 + 5_000 - 50 - 5_000 - 1_500  # the failed refund nets to 0
+    assert _refunded(books) == {f"stripe_{dispute['id']}": 4_000}
+    (thred_payout,) = books["payouts"]
+    assert thred_payout["paid_out_amount_cents"] == payout["amount"]
+    assert thred_payout["amount_variance_cents"] == 0, thred_payout.get("memo")
+    # the carried 1,000, and the failed refund's 1,000 out (its refund payment is gone), put back by its failure
+    assert thred_payout["metadata"]["excess_refunds_cents"] == "1000"
+    assert thred_payout["additional_refunds_amount_cents"] == 1_000 + 1_000
+    assert thred_payout["metadata"]["credits_cents"] == "1000"
