@@ -132,7 +132,7 @@ async def _processors(business_id: str) -> AsyncIterator[Simulated]:
         for t in traffic:
             t.shuffled(rng, repeats=3)
         adyen_credentials = {
-            "capture": "delayed",
+            "capture": "delayed", "settlement_currency": "EUR",
             "webhook_user": adyen.webhook_auth[0], "webhook_password": adyen.webhook_auth[1],
             "report_user": adyen.report_user[0], "report_password": adyen.report_user[1],
         }  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any
 
 from thred_bridge import testing
 from thred_bridge.processors.stripe.currency import from_stripe
-from thred_bridge.simulators.adyen_reports import SettlementReport
+from thred_bridge.simulators.adyen_reports import SettlementReport, converted
 from thred_bridge.simulators.mollie_api import MollieWorld, minor_of
 from thred_bridge.simulators.stripe_api import StripeWorld
 
@@ -127,8 +127,10 @@ def adyen_setup() -> AdyenSetup:
 
 
 def adyen_traffic(setup: AdyenSetup, report_link: Any) -> Traffic:
-    """Twelve card payments captured, a refund and a chargeback, then payable batch 42's settlement details
-    report: every payment's webhooks, the modifications' and the REPORT_AVAILABLE that links the file.
+    """Twelve card payments captured and two more in USD (settled converted into EUR: held, then booked from
+    the report at the converted amount, ``settlement_currency``), a refund and a chargeback, then payable batch
+    42's settlement details report: every payment's webhooks, the modifications' and the REPORT_AVAILABLE that
+    links the file.
     ``report_link(name, content)`` serves the file and answers its download URL."""
     traffic = Traffic("adyen", [])
     report = SettlementReport(batch=ADYEN_BATCH, merchant_account=ADYEN_MERCHANT, company="DemoCompany")
@@ -147,6 +149,14 @@ def adyen_traffic(setup: AdyenSetup, report_link: Any) -> Traffic:
         items.append(item("CAPTURE", f"8825{n + 1:012d}", value=value, original_reference=psp))
         report.settled(psp, value, 26 + value // 100, reference=reference, method=method)
         traffic.payments[f"adyen_{psp}"] = value
+    for n in range(2):  # US shoppers: processed in USD, converted into the account's EUR settlement
+        psp, value, rate = f"8816{n + 1:012d}", 4900 + 1250 * n, "0.9214"
+        reference = f"web-us-{n + 1}"
+        items.append(item("AUTHORISATION", psp, value=value, currency="USD", merchant_reference=reference))
+        items.append(item("CAPTURE", f"8826{n + 1:012d}", value=value, currency="USD", original_reference=psp))
+        settled = converted(("USD", value, rate), "EUR")
+        report.settled(psp, None, 30 + settled // 100, reference=reference, processed=("USD", value, rate))
+        traffic.payments[f"adyen_{psp}"] = settled
     refunded, charged_back = psps[2], psps[7]
     items.append(item("REFUND", "883500000001", value=800, original_reference=refunded[0]))
     report.refunded(refunded[0], "883500000001", 800)
