@@ -14,7 +14,9 @@ has the fee): docs/mapping.md says so, and the payout's fee total does not depen
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -25,6 +27,7 @@ from thred_bridge.simulators.adyen_reports import SettlementReport, converted
 from thred_bridge.simulators.mollie_api import minor_of
 
 pytestmark = pytest.mark.anyio
+_D = TypeVar("_D")
 
 RATE = "0.8512"
 # Each example runs the whole bridge: a failure is reported as found (shrinking one took minutes).
@@ -60,11 +63,42 @@ def _money_out(gross: int, part: int | None, chargeback: bool) -> tuple[int, int
     return (gross * part // 100 if part else 0), (gross if chargeback else 0)
 
 
-async def _deliver_in(order: list[Any], drains: list[bool], send: Any, drain: Any) -> None:
-    for delivery, pause in zip(order, drains, strict=True):
+@dataclass
+class Books:
+    """What every order must agree on (see the module docstring)."""
+
+    currency: str
+    payments: dict[str, int] = field(default_factory=dict)  # external id → settled amount
+    refunded: dict[str, int] = field(default_factory=dict)  # the payment's external id → its invoice refunded
+    excess: int = 0  # money out beyond what was paid, carried on the payout
+
+    def money_out(self, payment: str, settled: int, out: int) -> None:
+        """The payment's refunds and chargebacks took ``out``: the invoice refunds what was paid at most."""
+        if out:
+            self.refunded[payment] = min(settled, out)
+        self.excess += out - min(settled, out)
+
+    def check(self, books: dict[str, Any], paid_out: int) -> None:
+        payments = {p["external_id"]: (p["currency"], p["total_amount_cents"]) for p in books["payments"]}
+        assert payments == {k: (self.currency, v) for k, v in self.payments.items()}
+        assert _refunded_by_invoice(books) == self.refunded
+        (payout,) = books["payouts"]
+        assert (payout["currency"], payout["paid_out_amount_cents"]) == (self.currency, paid_out)
+        assert (payout["amount_variance_cents"], payout["additional_refunds_amount_cents"]) == (0, self.excess)
+        assert len(payout["payment_ids"]) == len(self.payments)
+
+
+async def _deliver_any_way(
+    data: st.DataObject, deliveries: Sequence[_D], send: Callable[[_D], Awaitable[None]], settle: Any
+) -> None:
+    """Each delivery once, some twice, in any order, the worker catching up (``settle``) after some."""
+    doubled = [*deliveries, *data.draw(st.lists(st.sampled_from(deliveries), max_size=len(deliveries)), label="again")]
+    order = data.draw(st.permutations(doubled), label="order")
+    pauses = data.draw(st.lists(st.booleans(), min_size=len(order), max_size=len(order)), label="catch up after")
+    for delivery, pause in zip(order, pauses, strict=True):
         await send(delivery)
         if pause:
-            await drain()
+            await settle()
 
 
 @EXAMPLES
@@ -73,9 +107,7 @@ async def test_adyen_any_order_and_duplication_gives_the_same_books(
     database_url: str, payments: list[tuple[int, int | None, bool, bool]], data: st.DataObject
 ) -> None:
     report = SettlementReport(batch=21, currency="GBP")
-    expected_payments: dict[str, int] = {}
-    expected_refunded: dict[str, int] = {}
-    excess = 0
+    expected = Books("GBP")
     async with testing.adyen_bridge(database_url, settlement_currency="GBP") as h:
         items: list[dict[str, Any]] = []
         for n, (amount, part, chargeback, in_eur) in enumerate(payments):
@@ -98,36 +130,23 @@ async def test_adyen_any_order_and_duplication_gives_the_same_books(
                 report.chargeback(psp, f"88450000{n:08d}", None if in_eur else back, 300, processed=processed(back))
                 items.append(h.item("CHARGEBACK", f"88450000{n:08d}", value=back, currency=currency,
                                     original_reference=psp))  # fmt: skip
-            gross_gbp = settled(amount)
-            out_gbp = (settled(refund) if refund else 0) + (settled(back) if back else 0)
-            expected_payments[f"adyen_{psp}"] = gross_gbp
-            if out_gbp:
-                expected_refunded[f"adyen_{psp}"] = min(gross_gbp, out_gbp)
-            excess += out_gbp - min(gross_gbp, out_gbp)
+            expected.payments[f"adyen_{psp}"] = settled(amount)
+            out = (settled(refund) if refund else 0) + (settled(back) if back else 0)
+            expected.money_out(f"adyen_{psp}", settled(amount), out)
         link = h.reports.put(
             "settlement_detail_report_batch_21.csv", report.csv("new"), merchant_account="TestMerchant"
         )
         items.append(h.item("REPORT_AVAILABLE", "settlement_detail_report_batch_21.csv", value=0, reason=link))
-        doubled = items + data.draw(st.lists(st.sampled_from(items), max_size=len(items)), label="redelivered")
-        order = data.draw(st.permutations(doubled), label="order")
-        drains = data.draw(st.lists(st.booleans(), min_size=len(order), max_size=len(order)), label="drain after")
 
         async def send(item: dict[str, Any]) -> None:
             assert (await h.deliver(item)).content == b"[accepted]"
 
-        await _deliver_in(order, drains, send, h.settle)
+        await _deliver_any_way(data, items, send, h.settle)
         status = await h.drain(timeout=60)
         books = await h.books()
     assert (status.failed, status.records_failed, status.records_held, status.waiting) == (0, 0, 0, 0), status
     assert status.received == len(items)
-    assert {p["external_id"]: (p["currency"], p["total_amount_cents"]) for p in books["payments"]} == {
-        k: ("GBP", v) for k, v in expected_payments.items()
-    }
-    assert _refunded_by_invoice(books) == expected_refunded
-    (payout,) = books["payouts"]
-    assert (payout["currency"], payout["paid_out_amount_cents"]) == ("GBP", report.net_total)
-    assert (payout["amount_variance_cents"], payout["additional_refunds_amount_cents"]) == (0, excess)
-    assert len(payout["payment_ids"]) == len(payments)
+    expected.check(books, report.net_total)
 
 
 @EXAMPLES
@@ -139,9 +158,7 @@ async def test_mollie_any_order_and_duplication_gives_the_same_books(
     settlement's pings, in any order, some twice, in a world that already holds everything."""
     async with testing.mollie_bridge(database_url) as h:
         w = h.world
-        expected_payments: dict[str, int] = {}
-        expected_refunded: dict[str, int] = {}
-        excess = 0
+        expected = Books("EUR")
         pings: list[str] = []
         for n, (amount, part, chargeback, in_usd) in enumerate(payments):
             settled = amount * 92 // 100 if in_usd else amount
@@ -153,32 +170,20 @@ async def test_mollie_any_order_and_duplication_gives_the_same_books(
                 out += -minor_of(w.refund(made["id"], amount * part // 100, status="refunded")["settlementAmount"])
             if chargeback:
                 out += -minor_of(w.chargeback(made["id"])["settlementAmount"])
-            expected_payments[f"mollie_{made['id']}"] = settled
-            if out:
-                expected_refunded[f"mollie_{made['id']}"] = min(settled, out)
-            excess += out - min(settled, out)
+            expected.payments[f"mollie_{made['id']}"] = settled
+            expected.money_out(f"mollie_{made['id']}", settled, out)
             pings.append(made["id"])
         settlement = w.settle()
         pings.append(settlement["id"])
-        doubled = pings + data.draw(st.lists(st.sampled_from(pings), max_size=len(pings)), label="redelivered")
-        order = data.draw(st.permutations(doubled), label="order")
-        drains = data.draw(st.lists(st.booleans(), min_size=len(order), max_size=len(order)), label="drain after")
 
         async def send(object_id: str) -> None:
             assert (await h.ping(object_id)).status_code == 200
 
-        await _deliver_in(order, drains, send, h.settle)
+        await _deliver_any_way(data, pings, send, h.settle)
         status = await h.drain(timeout=60)
         books = await h.books()
     assert (status.failed, status.records_failed, status.waiting) == (0, 0, 0), status
-    assert {p["external_id"]: (p["currency"], p["total_amount_cents"]) for p in books["payments"]} == {
-        k: ("EUR", v) for k, v in expected_payments.items()
-    }
-    assert _refunded_by_invoice(books) == expected_refunded
-    (payout,) = books["payouts"]
-    assert (payout["currency"], payout["paid_out_amount_cents"]) == ("EUR", minor_of(settlement["amount"]))
-    assert (payout["amount_variance_cents"], payout["additional_refunds_amount_cents"]) == (0, excess)
-    assert len(payout["payment_ids"]) == len(payments)
+    expected.check(books, minor_of(settlement["amount"]))
 
 
 @EXAMPLES
@@ -190,9 +195,7 @@ async def test_stripe_any_order_and_duplication_of_money_moves_gives_the_same_bo
     settles them all, their events in any order and some twice (``test_order_independence``: charges alone)."""
     async with testing.bridge(database_url) as h:
         w = h.world
-        expected_payments: dict[str, int] = {}
-        expected_refunded: dict[str, int] = {}
-        excess = 0
+        expected = Books("EUR")
         events: list[dict[str, Any]] = []
         for amount, part, disputed, in_usd in payments:
             fx = {"settlement_currency": "eur", "exchange_rate": "0.92"} if in_usd else {}
@@ -209,28 +212,16 @@ async def test_stripe_any_order_and_duplication_of_money_moves_gives_the_same_bo
                 withdrawal = w.get(dispute["id"]) or {}
                 out -= sum(bt["amount"] for bt in withdrawal["balance_transactions"])
                 events.append(w.event("charge.dispute.funds_withdrawn", withdrawal))
-            expected_payments[f"stripe_{charge['id']}"] = settled
-            if out:
-                expected_refunded[f"stripe_{charge['id']}"] = min(settled, out)
-            excess += out - min(settled, out)
+            expected.payments[f"stripe_{charge['id']}"] = settled
+            expected.money_out(f"stripe_{charge['id']}", settled, out)
         payout = w.payout(currency="eur")
         events.append(w.event("payout.paid", payout))
-        doubled = events + data.draw(st.lists(st.sampled_from(events), max_size=len(events)), label="redelivered")
-        order = data.draw(st.permutations(doubled), label="order")
-        drains = data.draw(st.lists(st.booleans(), min_size=len(order), max_size=len(order)), label="drain after")
 
         async def send(event: dict[str, Any]) -> None:
             assert (await h.deliver(event)).status_code == 200
 
-        await _deliver_in(order, drains, send, h.settle)
+        await _deliver_any_way(data, events, send, h.settle)
         status = await h.drain(timeout=60)
         books = await h.books()
     assert (status.failed, status.records_failed, status.waiting) == (0, 0, 0), status
-    assert {p["external_id"]: (p["currency"], p["total_amount_cents"]) for p in books["payments"]} == {
-        k: ("EUR", v) for k, v in expected_payments.items()
-    }
-    assert _refunded_by_invoice(books) == expected_refunded
-    (thred_payout,) = books["payouts"]
-    assert (thred_payout["currency"], thred_payout["paid_out_amount_cents"]) == ("EUR", payout["amount"])
-    assert (thred_payout["amount_variance_cents"], thred_payout["additional_refunds_amount_cents"]) == (0, excess)
-    assert len(thred_payout["payment_ids"]) == len(payments)
+    expected.check(books, payout["amount"])

@@ -191,11 +191,13 @@ class OutboxQueries(TxBase):
                     for r in chunk if r.updatable is upsert}  # fmt: skip
             if rows:
                 result = await self.conn.execute(self._add_records_stmt(upsert), list(rows.values()))
-                for r in result.all():
-                    if upsert or r.parents == rows[(r.kind, r.external_id)]["parents"]:
-                        written.append((r.id, r.kind, r.external_id))
-                    else:  # a held record replaced: its body is new, its parents (and their links) stay
-                        replaced += 1
+                new = [(r.id, r.kind, r.external_id) for r in result.all()]
+                written.extend(new)
+                if not upsert and len(new) < len(rows):
+                    kept = set(rows).difference((kind, ext) for _, kind, ext in new)
+                    replaced += await self._replace_held(
+                        connection_id, [rows[k] for k in kept if rows[k]["status"] == "pending"]
+                    )
         self.queued += len(written) + replaced
         if written or replaced:
             await self.notify(RECORDS_CHANNEL)
@@ -214,6 +216,40 @@ class OutboxQueries(TxBase):
                     links = []
         if links:
             await self.conn.execute(insert(record_parents), links)
+
+    async def _replace_held(self, connection_id: str, planned: Sequence[dict[str, Any]]) -> int:
+        """Of records already there, those held get the body of ``planned`` (rows not held) and are sent; their
+        parents and links stay (the held reading knew the customer). Returns how many were replaced."""
+        if not planned:
+            return 0
+        by_key = {(row["kind"], row["external_id"]): row for row in planned}
+        held = await self.conn.execute(
+            select(records.c.id, records.c.kind, records.c.external_id).where(
+                records.c.connection_id == connection_id,
+                records.c.kind.in_({kind for kind, _ in by_key}),
+                records.c.external_id.in_({ext for _, ext in by_key}),
+                records.c.status == "held",
+            )
+        )
+        replaced = 0
+        for record_id, kind, external_id in held.all():
+            row = by_key.get((kind, external_id))
+            if row is None:
+                continue
+            done = await self.conn.execute(
+                update(records)
+                .where(records.c.id == record_id, records.c.status == "held")
+                .values(
+                    body=row["body"],
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=row["next_attempt_at"],
+                    last_error=None,
+                    event_id=row["event_id"],
+                )
+            )
+            replaced += done.rowcount
+        return replaced
 
     @staticmethod
     def _row(connection_id: str, record: Record, event_id: int | None, now: datetime) -> dict[str, Any]:
@@ -261,22 +297,10 @@ class OutboxQueries(TxBase):
                 where=or_(records.c.body != excluded.body, records.c.parents != excluded.parents),
             )
         else:
-            # One already there is kept, unless it is held and this plan is not: then this body replaces its
-            # body (its parents stay: the held reading knew the customer) and it is sent.
-            excluded = stmt.excluded
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["connection_id", "kind", "external_id"],
-                set_={
-                    "body": excluded.body,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": excluded.next_attempt_at,
-                    "last_error": None,
-                    "event_id": excluded.event_id,
-                },
-                where=and_(records.c.status == "held", excluded.status == "pending"),
-            )
-        stmt = stmt.returning(records.c.id, records.c.kind, records.c.external_id, records.c.parents)
+            # Not DO UPDATE ... WHERE held: Postgres locks every conflicting row for that, held or not, so a
+            # plan naming thousands of existing records would hold them all until it commits.
+            stmt = stmt.on_conflict_do_nothing(index_elements=["connection_id", "kind", "external_id"])
+        stmt = stmt.returning(records.c.id, records.c.kind, records.c.external_id)
         _ADD_RECORDS[key] = stmt
         return stmt
 
