@@ -270,18 +270,26 @@ class Fleet:
 
 @contextlib.asynccontextmanager
 async def fleet(
-    database_url: str, cwd: Path, *, latency: float, settings: dict[str, str] | None = None
+    database_url: str,
+    cwd: Path,
+    *,
+    latency: float,
+    settings: dict[str, str] | None = None,
+    worlds: tuple[StripeWorld, MollieWorld, str] | None = None,
+    wrap: Callable[[Any], Any] | None = None,
 ) -> AsyncIterator[Fleet]:
     """The simulated processors and a slow, counting Thred sandbox in this event loop; one connection per
-    processor in the database; no bridge process yet (``start_web``, ``start_worker``)."""
-    stripe, mollie = StripeWorld(), MollieWorld()
+    processor in the database; no bridge process yet (``start_web``, ``start_worker``). ``worlds`` (Stripe's,
+    Mollie's and the Stripe webhook secret) replays a world another fleet already served; ``wrap`` puts an ASGI
+    middleware in front of Thred (faults)."""
+    stripe, mollie, stripe_secret = worlds or (StripeWorld(), MollieWorld(), "whsec_" + secrets.token_hex(12))
     thred = Slow(create_sandbox(partners=dict([testing.PARTNER])), latency)
     stripe_app = create_stripe(stripe, api_key=testing.STRIPE_KEY)
     mollie_app = create_mollie(mollie, api_key=testing.MOLLIE_API_KEY)
     async with (
         serve_in_background(stripe_app) as stripe_url,
         serve_in_background(mollie_app) as mollie_url,
-        serve_in_background(thred) as thred_url,
+        serve_in_background(wrap(thred) if wrap else thred) as thred_url,
     ):
         env = process_env(
             database_url,
@@ -296,7 +304,6 @@ async def fleet(
             BRIDGE_DB_MAX_OVERFLOW="3",
             **(settings or {}),
         )
-        stripe_secret = "whsec_" + secrets.token_hex(12)
         adyen = {"capture": "immediate", "webhook_user": ADYEN_WEBHOOK_USER[0]}
         adyen["webhook_password"] = ADYEN_WEBHOOK_USER[1]
         new = {
