@@ -6,9 +6,9 @@ The command line and the JSON's fields ``events``, ``deliveries``, ``kills``, ``
 ``lost``, ``doubled``, ``variance_nonzero_payouts``, ``drain_seconds`` and ``identical_to_clean`` are pinned:
 other tools read them. Everything runs on 127.0.0.1 and stops by itself (``--timeout``).
 
-1. **The world**: about N distinct deliveries over Stripe, Adyen and Mollie (``chaos_traffic``): charges in EUR,
-   USD and GBP, a fifth partly refunded, a tenth of the others disputed or charged back in full, and once the
-   month is over a Stripe payout per currency. Each delivery is sent one to three times, all of them shuffled.
+1. **The world**: about N distinct deliveries over Stripe, Adyen and Mollie (the fleet's ``mixed_traffic``):
+   charges in EUR, USD and GBP, a fifth partly refunded, a tenth of the others disputed or charged back in full,
+   and once the month is over a Stripe payout per currency. Each delivery is sent one to three times, shuffled.
 2. **The chaos run**: ``--web`` ``serve`` and ``--workers`` ``worker`` processes on a fresh database. Thred answers
    every call after ``--latency-ms`` and fails ``--fault-rate`` of them: 500, 503 or 429 (with Retry-After),
    half of the 500s after the write committed (the answer is lost). Every ``--kill-every`` seconds (± half), for
@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 import orjson
-from tests.e2e.fleet import BUSINESSES, CURRENCIES, Fleet, Traffic, fleet
+from tests.e2e.fleet import BUSINESSES, Fleet, Traffic, fleet, mixed_traffic
 from tests.e2e.processes import stop_all
 
 from bench.payout import HOST, database, machine_facts
@@ -53,94 +53,6 @@ from thred_bridge.simulators.stripe_api import StripeWorld
 
 KINDS = ("customers", "invoices", "payments", "refunds", "refund_payments", "payouts")
 Delivery = tuple[str, Callable[[], testing.Delivery]]
-
-
-# --- the world ---------------------------------------------------------------------------------------------
-
-
-def chaos_traffic(events: int, *, seed: int, stripe: StripeWorld, mollie: MollieWorld, secret: str) -> Traffic:
-    """About ``events`` distinct deliveries (see the module docstring), each then sent one to three times, shuffled.
-    ``payments`` and ``refunds`` name every object that must land (refunds: refunds and disputes)."""
-    rng = random.Random(seed)
-    deliveries: list[Delivery] = []
-    payments: dict[str, int] = {}
-    refunds: dict[str, int] = {}
-    n = 0
-    stripe_currencies: set[str] = set()
-    while len(deliveries) < events:
-        amount, currency = rng.randrange(500, 50_000), CURRENCIES[n % len(CURRENCIES)]
-        roll = rng.random()
-        refund = amount // rng.choice((2, 3, 4)) if roll < 0.2 else 0
-        disputed = 0.2 <= roll < 0.3  # never after a refund here: that shape is the order property's
-        processor = ("stripe", "adyen", "mollie")[n % 3]
-        if processor == "stripe":
-            charge = stripe.add_charge(amount, currency)
-            stripe_currencies.add(currency)
-            payments[f"stripe_{charge['id']}"] = amount
-            deliveries.append(("stripe", _stripe(stripe.event("charge.succeeded", charge), secret)))
-            if refund:
-                made = stripe.refund(charge["id"], refund)
-                refunds[f"stripe_{made['id']}"] = refund
-                deliveries.append(("stripe", _stripe(stripe.event("refund.created", made), secret)))
-            if disputed:
-                dispute = stripe.dispute(charge["id"])
-                refunds[f"stripe_{dispute['id']}"] = amount
-                withdrawn = stripe.get(dispute["id"]) or {}
-                deliveries.append(
-                    ("stripe", _stripe(stripe.event("charge.dispute.funds_withdrawn", withdrawn), secret))
-                )
-        elif processor == "adyen":
-            psp = f"88{n:014d}"
-            payments[f"adyen_{psp}"] = amount
-            item = testing.adyen_item("AUTHORISATION", psp, value=amount, currency=currency.upper())
-            deliveries.append(("adyen", _adyen(item)))
-            if refund:
-                refunds[f"adyen_89{n:014d}"] = refund
-                back = testing.adyen_item(
-                    "REFUND", f"89{n:014d}", value=refund, currency=currency.upper(), original_reference=psp
-                )
-                deliveries.append(("adyen", _adyen(back)))
-            if disputed:
-                refunds[f"adyen_87{n:014d}"] = amount
-                chargeback = testing.adyen_item(
-                    "CHARGEBACK", f"87{n:014d}", value=amount, currency=currency.upper(), original_reference=psp
-                )
-                deliveries.append(("adyen", _adyen(chargeback)))
-        else:
-            payment = mollie.create_payment(amount, "EUR")
-            mollie.pay(payment["id"])
-            payments[f"mollie_{payment['id']}"] = amount
-            deliveries.append(("mollie", _mollie(payment["id"])))
-            if refund:
-                made = mollie.refund(payment["id"], refund, status="refunded")
-                refunds[f"mollie_{made['id']}"] = refund
-                deliveries.append(("mollie", _mollie(payment["id"])))
-            if disputed:
-                chargeback = mollie.chargeback(payment["id"])
-                refunds[f"mollie_{chargeback['id']}"] = amount
-                deliveries.append(("mollie", _mollie(payment["id"])))
-        n += 1
-    for currency in sorted(stripe_currencies):
-        payout = stripe.payout(currency=currency)
-        deliveries.append(("stripe", _stripe(stripe.event("payout.paid", payout), secret)))
-    unique = len(deliveries)
-    sent = [d for d in deliveries for _ in range(rng.choice((1, 1, 2, 3)))]
-    rng.shuffle(sent)
-    return Traffic(sent, payments, refunds, unique)
-
-
-def _stripe(event: dict[str, Any], secret: str) -> Callable[[], testing.Delivery]:
-    return lambda: testing.stripe_delivery(event, secret)
-
-
-def _adyen(item: dict[str, Any]) -> Callable[[], testing.Delivery]:
-    delivery = testing.adyen_delivery([item], auth=("adyen-webhook", "webhook-password-test"))
-    return lambda: delivery
-
-
-def _mollie(payment_id: str) -> Callable[[], testing.Delivery]:
-    delivery = testing.mollie_ping(payment_id)
-    return lambda: delivery
 
 
 # --- Thred failing -----------------------------------------------------------------------------------------
@@ -407,7 +319,10 @@ def verdict(traffic: Traffic, books: dict[str, Any]) -> dict[str, int]:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     worlds = (StripeWorld(), MollieWorld(), "whsec_chaos_" + os.urandom(6).hex())
-    traffic = chaos_traffic(args.events, seed=args.seed, stripe=worlds[0], mollie=worlds[1], secret=worlds[2])
+    traffic = mixed_traffic(
+        args.events, seed=args.seed, stripe=worlds[0], mollie=worlds[1], stripe_secret=worlds[2],
+        disputes=True, payouts=True, copies=(1, 1, 2, 3),
+    )  # fmt: skip
     order = list(dict.fromkeys(traffic.deliveries))  # each once, in the order first met
     with tempfile.TemporaryDirectory(prefix="thred-bench-chaos-") as tmp:
         chaos_dir, clean_dir = Path(tmp) / "chaos", Path(tmp) / "clean"

@@ -60,40 +60,60 @@ class Traffic:
 
 
 def mixed_traffic(
-    events: int, *, seed: int, stripe: StripeWorld, mollie: MollieWorld, stripe_secret: str, duplicates: float = 0.1
+    events: int,
+    *,
+    seed: int,
+    stripe: StripeWorld,
+    mollie: MollieWorld,
+    stripe_secret: str,
+    duplicates: float = 0.1,
+    disputes: bool = False,
+    payouts: bool = False,
+    copies: tuple[int, ...] | None = None,
 ) -> Traffic:
     """About ``events`` distinct deliveries, a third per processor (Stripe and Adyen in EUR, USD and GBP, Mollie in
     its balance's EUR), each charge refunded in part one time in five; then ``duplicates`` of them delivered
-    twice, and the lot shuffled."""
+    twice, and the lot shuffled. ``disputes``: a tenth of the charges not refunded are disputed or charged back in
+    full (``refunds`` names them too); ``payouts``: a Stripe payout per currency once the month is over;
+    ``copies``: each delivery is sent a number of times drawn from it, instead of ``duplicates``."""
     rng = random.Random(seed)
     deliveries: list[tuple[str, Callable[[], testing.Delivery]]] = []
     payments: dict[str, int] = {}
     refunds: dict[str, int] = {}
     n = 0
+    stripe_currencies: set[str] = set()
     while len(deliveries) < events:
         amount, currency = rng.randrange(500, 50_000), CURRENCIES[n % len(CURRENCIES)]
-        refund = amount // rng.choice((2, 3, 4)) if rng.random() < 0.2 else 0
+        roll = rng.random()
+        refund = amount // rng.choice((2, 3, 4)) if roll < 0.2 else 0
+        disputed = disputes and 0.2 <= roll < 0.3  # never after a refund: that shape is the order property's
         processor = ("stripe", "adyen", "mollie")[n % 3]
         if processor == "stripe":
             charge = stripe.add_charge(amount, currency)
+            stripe_currencies.add(currency)
             payments[f"stripe_{charge['id']}"] = amount
             deliveries.append(("stripe", _stripe(stripe.event("charge.succeeded", charge), stripe_secret)))
             if refund:
                 made = stripe.refund(charge["id"], refund)
                 refunds[f"stripe_{made['id']}"] = refund
                 deliveries.append(("stripe", _stripe(stripe.event("refund.created", made), stripe_secret)))
+            if disputed:
+                dispute = stripe.dispute(charge["id"])
+                refunds[f"stripe_{dispute['id']}"] = amount
+                withdrawn = stripe.event("charge.dispute.funds_withdrawn", stripe.get(dispute["id"]) or {})
+                deliveries.append(("stripe", _stripe(withdrawn, stripe_secret)))
         elif processor == "adyen":
             psp = f"88{n:014d}"
             payments[f"adyen_{psp}"] = amount
             item = testing.adyen_item("AUTHORISATION", psp, value=amount, currency=currency.upper())
             deliveries.append(("adyen", _adyen(item)))
-            if refund:
-                refund_psp = f"89{n:014d}"
-                refunds[f"adyen_{refund_psp}"] = refund
-                back = testing.adyen_item(
-                    "REFUND", refund_psp, value=refund, currency=currency.upper(), original_reference=psp
-                )
-                deliveries.append(("adyen", _adyen(back)))
+            for code, prefix, value in (("REFUND", "89", refund), ("CHARGEBACK", "87", amount if disputed else 0)):
+                if value:
+                    refunds[f"adyen_{prefix}{n:014d}"] = value
+                    back = testing.adyen_item(
+                        code, f"{prefix}{n:014d}", value=value, currency=currency.upper(), original_reference=psp
+                    )
+                    deliveries.append(("adyen", _adyen(back)))
         else:
             payment = mollie.create_payment(amount, "EUR")  # the balance's currency: other ones are issue 15's
             mollie.pay(payment["id"])
@@ -103,9 +123,20 @@ def mixed_traffic(
                 made = mollie.refund(payment["id"], refund, status="refunded")
                 refunds[f"mollie_{made['id']}"] = refund
                 deliveries.append(("mollie", _mollie(payment["id"])))  # Mollie calls about the payment again
+            if disputed:
+                chargeback = mollie.chargeback(payment["id"])
+                refunds[f"mollie_{chargeback['id']}"] = amount
+                deliveries.append(("mollie", _mollie(payment["id"])))
         n += 1
+    if payouts:
+        for code in sorted(stripe_currencies):
+            paid = stripe.event("payout.paid", stripe.payout(currency=code))
+            deliveries.append(("stripe", _stripe(paid, stripe_secret)))
     unique = len(deliveries)
-    deliveries += rng.sample(deliveries, int(unique * duplicates))
+    if copies is None:
+        deliveries += rng.sample(deliveries, int(unique * duplicates))
+    else:
+        deliveries = [d for d in deliveries for _ in range(rng.choice(copies))]
     rng.shuffle(deliveries)
     return Traffic(deliveries, payments, refunds, unique)
 
