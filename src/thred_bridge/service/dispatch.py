@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from thred_bridge.domain.records import Lookup, fill
 from thred_bridge.domain.refunds import booked_short, within_room
 from thred_bridge.domain.retry import next_due
 from thred_bridge.errors import TRANSIENT, ThredError, describe, retry_after_of
+from thred_bridge.service.batching import GroupCommit
 from thred_bridge.service.ports import Clock, Store, ThredApi
 
 log = structlog.get_logger("thred_bridge.dispatch")
@@ -31,6 +32,13 @@ INLINE_CHILDREN = 4  # at most this many children follow their parent in its tas
 # whether thousands of parents are all sent, after each one is, made a large payout's dispatch quadratic.
 SETTLED_KINDS = frozenset({"payment", "refund_payment"})
 TURN_WAIT = timedelta(milliseconds=200)  # a refund waiting for its invoice's turn tries again after 1-2 of these
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Sent:
+    record: ClaimedRecord
+    thred_id: str | None
+    excess_cents: int | None  # a refund booked short (decision 0007)
 
 
 class Dispatching:
@@ -58,6 +66,8 @@ class Dispatching:
         self.owner = owner
         self._max_attempts = max_attempts
         self._lease = lease
+        # Records sent together are marked sent together: one transaction for all that finished meanwhile.
+        self._marks: GroupCommit[_Sent, list[ClaimedRecord]] = GroupCommit(self._mark_sent)
 
     async def claim(self, limit: int) -> list[ClaimedRecord]:
         async with self._store.transaction() as tx:
@@ -129,21 +139,41 @@ class Dispatching:
             bound.exception("record.crashed")
             await self._fail(record, f"internal error ({type(exc).__name__}): {exc}")
             return "failed", []
-        now = self._clock()
-        async with self._store.transaction() as tx:
-            children = await tx.record_sent(
-                record.id,
-                thred_id,
-                now,
-                children_limit=INLINE_CHILDREN + 1,
-                excess_cents=excess if record.kind == "refund" and excess else None,
-            )
-            inline = 0 < len(children) <= INLINE_CHILDREN and record.kind not in SETTLED_KINDS
-            ready = await tx.claim_records(self.owner, now, len(children), self._lease, ids=children) if inline else []
-        if children and not inline:
-            self._wake()
-        bound.info("record.sent", thred_id=thred_id, op=record.op)
+        ready = await self._marks.submit(
+            _Sent(record, thred_id, excess if record.kind == "refund" and excess else None)
+        )
+        bound.debug("record.sent", thred_id=thred_id, op=record.op)
         return "sent", ready
+
+    async def _mark_sent(self, batch: Sequence[_Sent]) -> list[list[ClaimedRecord]]:
+        """Mark records that finished together sent, in one transaction, and claim the children each unblocks
+        that follow it in its task (at most ``INLINE_CHILDREN``; more, or a settled kind's, wake the loop)."""
+        now = self._clock()
+        follows: dict[int, int] = {}  # child record id → the index in ``batch`` of the parent it follows
+        wake = False
+        async with self._store.transaction() as tx:
+            children = await tx.records_sent([(s.record.id, s.thred_id, s.excess_cents) for s in batch], now)
+            for index, sent in enumerate(batch):
+                waiting = children.get(sent.record.id, ())
+                if len(waiting) > INLINE_CHILDREN or (waiting and sent.record.kind in SETTLED_KINDS):
+                    wake = True
+                    continue
+                for child in waiting:
+                    follows.setdefault(child, index)
+            ready = (
+                await tx.claim_records(self.owner, now, len(follows), self._lease, ids=list(follows)) if follows else []
+            )
+        if wake:
+            self._wake()
+        claimed: list[list[ClaimedRecord]] = [[] for _ in batch]
+        for child_record in ready:
+            claimed[follows[child_record.id]].append(child_record)
+        log.info("records.sent", records=len(batch), children=len(ready))
+        return claimed
+
+    async def settled(self) -> None:
+        """Wait until every record sent has been marked so."""
+        await self._marks.settled()
 
     async def give_back(self, record: ClaimedRecord, error: str) -> None:
         """After a crash outside the record's own error handling (the store failed after Thred answered): back in

@@ -48,6 +48,9 @@ class Tx(Protocol):
         children_limit: int | None = None,
         excess_cents: int | None = None,
     ) -> list[int]: ...
+    async def records_sent(
+        self, sent: Sequence[tuple[int, str | None, int | None]], now: datetime
+    ) -> dict[int, list[int]]: ...
     async def money_out_turn(
         self, connection_id: str, refund_record_id: int, holder: str, now: datetime
     ) -> tuple[bool, int | None]: ...

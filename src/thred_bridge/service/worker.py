@@ -216,3 +216,4 @@ class Worker:
                 group.create_task(loop.run(halt, grace=self._grace))
             for task in self.scheduled:
                 group.create_task(task.loop(halt))
+        await dispatching.settled()  # a record whose send finished is marked sent before the loops are rebuilt

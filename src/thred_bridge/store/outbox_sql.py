@@ -45,6 +45,12 @@ _PARENT_IDS = (
     .select_from(record_parents.join(_parent, _PARENT_JOIN))
     .where(record_parents.c.record_id == bindparam("record_id"))
 )
+# The same for the records of a claim at once: one statement per claim, not one per record.
+_PARENT_IDS_OF = (
+    select(record_parents.c.record_id, record_parents.c.path, case((_parent.c.status == "sent", _parent.c.thred_id)))
+    .select_from(record_parents.join(_parent, _PARENT_JOIN))
+    .where(record_parents.c.record_id.in_(bindparam("record_ids", expanding=True)))
+)
 STREAM_PARENTS_ABOVE = 64 * 1024  # a record whose parents' JSON is longer reads its parent ids in pages
 PARENT_PAGE = 2_000
 _LEASE_RECORDS = (
@@ -75,6 +81,34 @@ _MARK_SENT = (
         last_error=None,
     )
     .returning(records.c.connection_id, records.c.kind, records.c.external_id)
+)
+_MARK_SENT_MANY = (  # executemany: several records that finished together, marked in one round trip
+    update(records)
+    .where(records.c.id == bindparam("record_id"))
+    .values(
+        status="sent",
+        thred_id=bindparam("thred_id"),
+        sent_at=bindparam("now", type_=UTCDateTime()),
+        locked_until=None,
+        locked_by=None,
+        taken_over=False,
+        last_error=None,
+    )
+)
+_sent = records.alias("sent")
+_CHILDREN_OF = (  # the records waiting on each of several parents, by the parents' record ids
+    select(_sent.c.id, record_parents.c.record_id)
+    .select_from(
+        _sent.join(
+            record_parents,
+            and_(
+                record_parents.c.connection_id == _sent.c.connection_id,
+                record_parents.c.kind == _sent.c.kind,
+                record_parents.c.external_id == _sent.c.external_id,
+            ),
+        )
+    )
+    .where(_sent.c.id.in_(bindparam("ids", expanding=True)))
 )
 _CHILDREN = (
     select(record_parents.c.record_id)
@@ -331,12 +365,22 @@ class OutboxQueries(TxBase):
             return []
         await self.conn.execute(_LEASE_RECORDS, {"ids": picked, "until": now + lease, "owner": owner})
         rows = (await self.conn.execute(_CLAIMED_ROWS, {"ids": picked})).all()
-        return [await self._claimed(row) for row in rows]
+        few = [row.id for row in rows if len(row.parents) <= STREAM_PARENTS_ABOVE]
+        resolved: dict[int, dict[str, str]] = {record_id: {} for record_id in few}
+        if few:
+            for record_id, path, thred_id in await self.conn.execute(_PARENT_IDS_OF, {"record_ids": few}):
+                if thred_id is not None:
+                    resolved[record_id][path] = thred_id
+        claimed = []
+        for row in rows:
+            found = resolved.get(row.id)
+            claimed.append(self._claimed(row, found if found is not None else await self._thred_ids(row.id, many=True)))
+        return claimed
 
-    async def _claimed(self, row: Row[Any]) -> ClaimedRecord:
+    @staticmethod
+    def _claimed(row: Row[Any], resolved: dict[str, str]) -> ClaimedRecord:
         body = json_codec.loads(row.body)
         lookups = {path: Lookup(*spec) for path, spec in body.pop(LOOKUPS, {}).items()}
-        resolved = await self._thred_ids(row.id, many=len(row.parents) > STREAM_PARENTS_ABOVE)
         parent_id = resolved.pop(URL_PARENT, None)
         return ClaimedRecord(
             id=row.id,
@@ -402,6 +446,43 @@ class OutboxQueries(TxBase):
              "limit": children_limit if children_limit is not None else 2**31 - 1},
         )  # fmt: skip
         return list(dict.fromkeys(c.record_id for c in children.all()))  # a record may wait on it at two paths
+
+    async def records_sent(
+        self, sent: Sequence[tuple[int, str | None, int | None]], now: datetime
+    ) -> dict[int, list[int]]:
+        """Mark several records sent at once, each ``(record id, Thred id, excess cents or None)`` as
+        :meth:`record_sent` does one; returns, for each that others wait on, the ids of those records."""
+        if not sent:
+            return {}
+        await self.conn.execute(
+            _MARK_SENT_MANY,
+            [{"record_id": record_id, "thred_id": thred_id, "now": now} for record_id, thred_id, _ in sent],
+        )
+        for record_id, _, excess_cents in sent:
+            if excess_cents is not None:  # a refund booked short (rare): kept on it and on its refund payment
+                row = (
+                    await self.conn.execute(
+                        select(records.c.connection_id, records.c.kind, records.c.external_id).where(
+                            records.c.id == record_id
+                        )
+                    )
+                ).first()
+                if row is not None:
+                    await self.conn.execute(
+                        update(records)
+                        .where(
+                            records.c.connection_id == row.connection_id,
+                            records.c.external_id == row.external_id,
+                            records.c.kind.in_((row.kind, "refund_payment")),
+                        )
+                        .values(excess_cents=excess_cents)
+                    )
+        found: dict[int, dict[int, None]] = {}
+        ids = [record_id for record_id, _, _ in sent]
+        for parent_id, child_id in await self.conn.execute(_CHILDREN_OF, {"ids": ids}):
+            found.setdefault(parent_id, {})[child_id] = None  # a record may wait on it at two paths
+        children = {parent_id: list(waiting) for parent_id, waiting in found.items()}
+        return children
 
     async def money_out_turn(
         self, connection_id: str, refund_record_id: int, holder: str, now: datetime

@@ -30,6 +30,7 @@ from thred_bridge.domain import json_codec
 from thred_bridge.domain.json_top import TopLevel
 from thred_bridge.errors import ConfigError, ThredAuthError, ThredError, ThredUnavailableError
 from thred_bridge.thred import wire
+from thred_bridge.thred.transport import Http11Transport
 from thred_bridge.thred.wire import KINDS, Created, Kind
 
 __all__ = ["KINDS", "Created", "Kind", "ThredClient"]
@@ -94,7 +95,7 @@ class ThredClient:
         self._locks: dict[str | None, asyncio.Lock] = {}
         self._http = httpx.AsyncClient(
             base_url=url,
-            transport=transport,
+            transport=transport or Http11Transport(max_connections=max_connections),
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"Accept": "application/json", "User-Agent": f"thred-bridge/{__version__}"},
