@@ -419,6 +419,46 @@ def plan(n: int, seed: int) -> tuple[list[Record], dict[str, Any]]:
 # --- the measured process ---------------------------------------------------------------------------------------
 
 
+def _histogram(bridge: Bridge, name: str) -> dict[str, float]:
+    """A histogram of the bridge's metrics: how many observations, and their mean."""
+    count = bridge.metrics.registry.get_sample_value(f"{name}_count") or 0.0
+    total = bridge.metrics.registry.get_sample_value(f"{name}_sum") or 0.0
+    return {"count": count, "mean": round(total / count, 2) if count else 0.0}
+
+
+def spawn_worker(config: Settings, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """Another worker process (``thred-bridge worker``) on the same database and Thred stand-in."""
+    env = {
+        **os.environ,
+        "BRIDGE_DATABASE_URL": config.database_url,
+        "THRED_API_URL": config.thred_api_url or "",
+        "THRED_PARTNER_ID": config.thred_partner_id or "",
+        "THRED_API_KEY": config.thred_api_key.get_secret_value() if config.thred_api_key else "",
+        "BRIDGE_SECRET_KEY": config.secret_key.get_secret_value() if config.secret_key else "",
+        "BRIDGE_LOG_LEVEL": args.log_level,
+        "BRIDGE_DISPATCH_CONCURRENCY": str(args.worker_concurrency),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "thred_bridge", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr
+    )
+
+
+def thread_cpu() -> dict[str, float]:
+    """user+sys CPU seconds of each thread of this process, by thread name (``/proc/self/task``; Linux)."""
+    out: dict[str, float] = {}
+    tasks = Path("/proc/self/task")
+    if not tasks.exists():
+        return out
+    for task in tasks.iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime: fields 14 and 15 of stat
+            key = name if name not in out else f"{name} ({task.name})"
+            out[key] = seconds
+    return out
+
+
 def _reset_hwm() -> bool:
     """Reset the kernel's peak-RSS mark (``clear_refs`` 5), so VmHWM is the peak of what follows."""
     try:
@@ -523,13 +563,15 @@ async def measure(args: argparse.Namespace, thred_url: str, standin_pid: int, db
         sql_stats = SqlStats(bridge.store.engine) if args.sql_stats else None
         await asyncio.sleep(0.3)
         profile_file = Path(tempfile.gettempdir()) / f"thred-bench-dispatch-{os.getpid()}.txt"
-        profiler = Profiler(profile_file) if args.profile else None
+        profiler = Profiler(profile_file, rate=args.profile_rate) if args.profile else None
         hwm_reset = _reset_hwm()
         rss0 = max(sampler.between(time.perf_counter() - 1, time.perf_counter()), default=0)
         cpu0, standin0, pg0, busy0 = self_cpu(), cpu_seconds(standin_pid), postgres_cpu(), machine_busy()
+        usage0, threads0 = resource.getrusage(resource.RUSAGE_SELF), thread_cpu()
         t0, wall0 = time.perf_counter(), datetime.now(UTC)
         stop = asyncio.Event()
-        worker = asyncio.create_task(bridge.worker(concurrency=args.worker_concurrency).run(stop))
+        others = [spawn_worker(config, args) for _ in range(args.workers - 1)]  # started with the clock
+        worker = asyncio.create_task(bridge.worker(dispatch_concurrency=args.worker_concurrency).run(stop))
         polls, poll_s, timed_out, stalled = 0, 0.0, False, False
         moved_at, last_sent = t0, -1
         try:
@@ -557,6 +599,17 @@ async def measure(args: argparse.Namespace, thred_url: str, standin_pid: int, db
             t_seen = time.perf_counter()
         finally:
             cpu = self_cpu() - cpu0
+            usage1, threads1 = resource.getrusage(resource.RUSAGE_SELF), thread_cpu()
+            others_cpu = [cpu_seconds(proc.pid) for proc in others]
+            for proc in others:
+                proc.terminate()
+            for proc in others:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+            cpu_measured, cpu = cpu, cpu + sum(others_cpu)
             standin_cpu = cpu_seconds(standin_pid) - standin0
             pg_cpu = sum(max(c - pg0.get(p, 0.0), 0.0) for p, c in postgres_cpu().items())
             busy1 = machine_busy()
@@ -569,6 +622,13 @@ async def measure(args: argparse.Namespace, thred_url: str, standin_pid: int, db
             if sql_stats is not None:
                 sql_stats.close()
         facts = await db_facts(bridge, connection.id, wall0)
+        batches = _histogram(bridge, "bridge_dispatch_batch_records")
+        limit = bridge.thred.limit if bridge.thred is not None else None
+        limit_facts = (
+            {"ceiling": limit.ceiling, "at_the_end": round(limit.limit, 1), "refusals": limit.refusals,
+             "decreases": limit.decreases}
+            if limit is not None else None
+        )  # fmt: skip
     stand_in = await http_json(thred_url + STATS_PATH)
     sent_s: list[float] = facts.pop("sent_s")
     sent = sum(v.get("sent", 0) for v in facts["by_kind"].values())
@@ -595,6 +655,8 @@ async def measure(args: argparse.Namespace, thred_url: str, standin_pid: int, db
         "order_violations": order_violations,
         "duplicates": int(stand_in["duplicates"]),
         "db": args.db,
+        "thred_call_limit": limit_facts,
+        "mark_sent_transactions": batches,
         "latency_ms": args.latency_ms,
         "concurrency": args.concurrency,
         "worker_concurrency": args.worker_concurrency,
@@ -606,8 +668,18 @@ async def measure(args: argparse.Namespace, thred_url: str, standin_pid: int, db
         "steady_records_per_s": steady,
         "http_429": int(stand_in["refused_429"]),
         "thred_4xx_5xx_other": sum(v for k, v in stand_in["statuses"].items() if int(k) >= 400 and k != "429"),
+        "workers": args.workers,
         "cpu_s": {
             "bridge": round(cpu, 3),
+            "bridge_measured_process": round(cpu_measured, 3),
+            "bridge_other_workers": [round(c, 3) for c in others_cpu],
+            "bridge_user": round(usage1.ru_utime - usage0.ru_utime, 3),
+            "bridge_sys": round(usage1.ru_stime - usage0.ru_stime, 3),
+            "bridge_by_thread": {
+                name: round(seconds - threads0.get(name, 0.0), 3)
+                for name, seconds in sorted(threads1.items(), key=lambda kv: -kv[1])
+                if seconds - threads0.get(name, 0.0) >= 0.01
+            },
             "thred_stand_in": round(standin_cpu, 3),
             "thred_stand_in_self_reported": stand_in["cpu_s"],
             **({"postgres": round(pg_cpu, 3)} if args.db == "postgres" else {}),
@@ -651,6 +723,8 @@ async def measure(args: argparse.Namespace, thred_url: str, standin_pid: int, db
         summary = summarise_profile(profile_file)
         summary["file"] = None  # a temp file, removed: the JSON names no machine path
         result["profile"] = summary
+        if args.profile_out:
+            shutil.copyfile(profile_file, args.profile_out)
         profile_file.unlink(missing_ok=True)
     result["ok"] = (
         result["all_sent"] and order_violations == 0 and result["duplicates"] == 0 and not (timed_out or stalled)
@@ -757,10 +831,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--records", type=int, default=10_000, help="records to queue (about; at most 2 more)")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="the stand-in answers after this (0: at once)")
     parser.add_argument("--concurrency", type=int, default=32, help="the stand-in's limit: 429 beyond it")
-    parser.add_argument("--worker-concurrency", type=int, default=None, help="bridge.worker(concurrency=…); default C")
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=None,
+        help="records the worker sends at once (BRIDGE_DISPATCH_CONCURRENCY); default: the product's default",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="worker processes: this one and N-1 `thred-bridge worker` processes started with the clock (Postgres)",
+    )  # fmt: skip
     parser.add_argument("--retry-after", default="1", help="the 429's Retry-After header value")
     parser.add_argument("--json", action="store_true", help="print the JSON object alone on stdout")
     parser.add_argument("--profile", action="store_true", help="py-spy the measured process during the send")
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--profile-out", type=Path, help="keep py-spy's raw collapsed stacks in this file")
     parser.add_argument("--sql-stats", action="store_true", help="count and time the bridge's SQL statements")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--poll", type=float, default=0.25, help="seconds between connections.status polls")
@@ -773,9 +856,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=None, help="default: bench/results/dispatch-….json")
     args = parser.parse_args(argv)
-    if args.records < 1 or args.concurrency < 1 or args.latency_ms < 0:
-        parser.error("--records and --concurrency must be ≥ 1, --latency-ms ≥ 0")
-    args.worker_concurrency = args.worker_concurrency or args.concurrency
+    if args.records < 1 or args.concurrency < 1 or args.latency_ms < 0 or args.workers < 1:
+        parser.error("--records, --concurrency and --workers must be ≥ 1, --latency-ms ≥ 0")
+    if args.workers > 1 and args.db != "postgres":
+        parser.error("--workers above 1 needs --db postgres (SQLite has one writer)")
+    args.worker_concurrency_given = args.worker_concurrency is not None
+    args.worker_concurrency = args.worker_concurrency or Settings.model_fields["dispatch_concurrency"].default
     return args
 
 
@@ -797,8 +883,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(args)
     latency = f"{args.latency_ms:g}".replace(".", "_")
     name = f"dispatch-{args.db}-{args.records}-{latency}ms-c{args.concurrency}"
-    if args.worker_concurrency != args.concurrency:
+    if args.worker_concurrency_given:
         name += f"-wc{args.worker_concurrency}"
+    if args.workers > 1:
+        name += f"-w{args.workers}"
     if args.profile:
         name += "-profile"
     output = args.output or RESULTS / f"{name}.json"

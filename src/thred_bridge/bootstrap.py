@@ -83,9 +83,12 @@ class Bridge:
     events_ready: Signal
     records_ready: Signal
 
-    def worker(self, *, concurrency: int | None = None, poll: float = 0.5) -> Worker:
+    def worker(
+        self, *, concurrency: int | None = None, dispatch_concurrency: int | None = None, poll: float = 0.5
+    ) -> Worker:
         """A worker under this process's presence: its loops are built for each registration (owner id and
-        generation), so a process declared dead starts again under a new one."""
+        generation), so a process declared dead starts again under a new one. ``concurrency``: events processed
+        at once; ``dispatch_concurrency``: records sent at once (default: the settings')."""
         thred = self.thred
         if thred is None:
             raise ConfigError("this bridge was opened without Thred")
@@ -111,6 +114,7 @@ class Bridge:
                 max_attempts=self.settings.max_attempts,
                 lease=lease,
                 on_record=lambda outcome: self.metrics.counted("records", self.metrics.dispatched, outcome),
+                on_batch=self.metrics.dispatch_batch.observe,
                 wake=self.records_ready.set,
                 fence=fence,
             )
@@ -121,6 +125,7 @@ class Bridge:
         every = self.settings.mollie_settlement_poll_seconds if polling.wanted else 0.0
         return Worker(
             make, concurrency=concurrency or self.settings.worker_concurrency, poll=poll,
+            dispatch_concurrency=dispatch_concurrency or self.settings.dispatch_concurrency,
             events_ready=self.events_ready, records_ready=self.records_ready,
             on_processed=lambda outcome: self.metrics.counted("events", self.metrics.processed, outcome),
             scheduled=[Scheduled("settlement-poll", every, polling.tick)],
@@ -170,9 +175,16 @@ async def open_bridge(settings: Settings, *, with_thred: bool = True, role: str 
         metrics = Metrics()
         if with_thred:
             thred = ThredClient(
-                thred_url, partner_id, api_key, timeout=settings.thred_timeout, observe=metrics.thred_answered
+                thred_url,
+                partner_id,
+                api_key,
+                timeout=settings.thred_timeout,
+                observe=metrics.thred_answered,
+                max_connections=settings.dispatch_concurrency + settings.worker_concurrency,
             )
             stack.push_async_callback(thred.aclose)
+            limit = thred.limit
+            metrics.thred_call_limit.set_function(lambda: limit.limit)
         # A transaction idle for half the takeover time belongs to a frozen process: Postgres ends it.
         store = SqlStore(
             schema.async_engine(

@@ -68,6 +68,17 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.dispatch_batch = Histogram(
+            "bridge_dispatch_batch_records",
+            "Records marked sent per transaction (group commit: those that finished together)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.thred_call_limit = Gauge(
+            "bridge_thred_call_limit",
+            "Calls to Thred this process lets be in flight at once: adapts to Thred's 429s and 503s",
+            registry=self.registry,
+        )
         self.retries = Counter(
             "bridge_retries", "Events and records put back to be tried again later", ["stage"], registry=self.registry
         )

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=0, le=64, alias="BRIDGE_WORKERS")
     env: Literal["development", "production"] = Field("development", alias="BRIDGE_ENV")
     worker_concurrency: int = Field(16, ge=1, le=512, alias="BRIDGE_WORKER_CONCURRENCY")
+    # Records a worker sends at once, at most; the calls in flight adapt below it to Thred's 429s (thred/limit.py).
+    dispatch_concurrency: int = Field(64, ge=1, le=1024, alias="BRIDGE_DISPATCH_CONCURRENCY")
     max_attempts: int = Field(12, ge=1, le=100, alias="BRIDGE_MAX_ATTEMPTS")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, alias="BRIDGE_MAX_BODY_BYTES")
     body_timeout_seconds: float = Field(10.0, gt=0, alias="BRIDGE_BODY_TIMEOUT_SECONDS")

@@ -54,11 +54,13 @@ class Dispatching:
         max_attempts: int,
         lease: timedelta,
         on_record: Callable[[str], None] = lambda _outcome: None,
+        on_batch: Callable[[int], None] = lambda _records: None,
         wake: Callable[[], None] = lambda: None,
         fence: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._fence = fence
         self._on_record = on_record
+        self._on_batch = on_batch
         self._wake = wake
         self._store = store
         self._thred = thred
@@ -168,7 +170,8 @@ class Dispatching:
         claimed: list[list[ClaimedRecord]] = [[] for _ in batch]
         for child_record in ready:
             claimed[follows[child_record.id]].append(child_record)
-        log.info("records.sent", records=len(batch), children=len(ready))
+        self._on_batch(len(batch))
+        log.debug("records.sent", records=len(batch), children=len(ready))
         return claimed
 
     async def settled(self) -> None:

@@ -1,7 +1,8 @@
-"""The worker: two loops (process events, dispatch records), each running up to ``concurrency`` items
-at once as asyncio tasks. Idle loops sleep until woken (in-process ingest, or a Postgres NOTIFY heard by the
-process's presence) or the poll interval passes. Beside them, when given, a scheduled poll (``Scheduled``: e.g.
-Mollie's settlements) runs every ``every`` seconds, the first one an interval after the start.
+"""The worker: two loops (process events, dispatch records), running up to ``concurrency`` events and
+``dispatch_concurrency`` records at once as asyncio tasks. Idle loops sleep until woken (in-process ingest, or a
+Postgres NOTIFY heard by the process's presence) or the poll interval passes. Beside them, when given, a
+scheduled poll (``Scheduled``: e.g. Mollie's settlements) runs every ``every`` seconds, the first one an interval
+after the start.
 """
 
 from __future__ import annotations
@@ -59,11 +60,19 @@ class _Loop(Generic[T]):
         self._poll = poll
         self._give_back = give_back
         self._inflight: set[asyncio.Task[str]] = set()
+        # Claims are made a batch at a time: once full, the loop claims again when a quarter of its slots are
+        # free, not on every completion (a claim per item cost a transaction per item).
+        self._batch = max(1, concurrency // 4)
+        self._room = asyncio.Event()
         self.handled = 0
 
     async def run(self, stop: asyncio.Event, *, grace: float) -> None:
         """Claim and handle until ``stop``; then give in-flight items ``grace`` seconds and cancel the rest
-        (their claims go back with the process's registration, or when their lease runs out)."""
+        (their claims go back with the process's registration, or when their lease runs out).
+
+        A claim that fills every free slot may have left more behind: the loop claims again as soon as a batch of
+        slots is free. One that fills fewer took all that was ready: the loop waits to be woken (new items, a
+        record whose children it did not take along, a NOTIFY) or for the poll interval (items due later)."""
         while not stop.is_set():
             free = self._concurrency - len(self._inflight)
             items: Sequence[T] = []
@@ -73,19 +82,35 @@ class _Loop(Generic[T]):
                 except Exception:  # the database blinked: say so, wait, go on
                     log.exception("worker.claim_failed", loop=self.name)
                     await asyncio.sleep(self._poll)
+                    continue
             for item in items:
                 task = asyncio.create_task(self._one(item))
                 self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-            if items and len(items) == free:
-                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
-            elif not items:
+                task.add_done_callback(self._done)
+            if free > 0 and len(items) == free:
+                await self._until_room(stop)
+            else:
                 await self._idle(stop)
         await self.drain(grace)
 
+    def _done(self, task: asyncio.Task[str]) -> None:
+        self._inflight.discard(task)
+        if self._concurrency - len(self._inflight) >= self._batch:
+            self._room.set()
+
+    async def _until_room(self, stop: asyncio.Event) -> None:
+        self._room.clear()
+        if self._concurrency - len(self._inflight) >= self._batch:
+            return
+        waiters = [asyncio.create_task(self._room.wait()), asyncio.create_task(stop.wait())]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
     async def _idle(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.create_task(self._wakeup.wait(self._poll)), asyncio.create_task(stop.wait())]
-        await asyncio.wait([*waiters, *self._inflight], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
@@ -154,6 +179,7 @@ class Worker:
         make: Callable[[], tuple[Processing, Dispatching]],
         *,
         concurrency: int,
+        dispatch_concurrency: int | None = None,
         poll: float = 0.5,
         events_ready: Signal | None = None,
         records_ready: Signal | None = None,
@@ -164,6 +190,7 @@ class Worker:
     ) -> None:
         self._make = make
         self._concurrency = concurrency
+        self._dispatch_concurrency = dispatch_concurrency or concurrency
         self._poll = poll
         self._on_processed = on_processed
         self._presence = presence
@@ -197,7 +224,7 @@ class Worker:
         loops: list[_Loop[Any]] = [
             _Loop("process", processing.claim, processing.handle, self._concurrency, self.events_ready,
                   self._processed, self._poll, processing.give_back),
-            _Loop("dispatch", dispatching.claim, dispatching.handle, self._concurrency, self.records_ready,
+            _Loop("dispatch", dispatching.claim, dispatching.handle, self._dispatch_concurrency, self.records_ready,
                   lambda _outcome: None, self._poll, dispatching.give_back),
         ]  # fmt: skip
 

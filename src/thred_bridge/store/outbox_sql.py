@@ -350,6 +350,10 @@ class OutboxQueries(TxBase):
         if ids is not None:
             params["ids"] = list(ids)
         picked: list[int] = []
+        if ids is not None and len(ids) <= CLAIM_WINDOW:  # a few named records: they are the window
+            chosen = await self.conn.execute(pick, {"window": list(ids), "limit": limit, "now": now})
+            picked.extend(r.id for r in chosen.all())
+            limit = 0
         while len(picked) < limit:
             window = (await self.conn.execute(_WINDOW[ids is not None], params)).all()
             if not window:

@@ -30,6 +30,8 @@ from thred_bridge.domain import json_codec
 from thred_bridge.domain.json_top import TopLevel
 from thred_bridge.errors import ConfigError, ThredAuthError, ThredError, ThredUnavailableError
 from thred_bridge.thred import wire
+from thred_bridge.thred.direct import BODY_HEADERS, REDIRECTS, TOP_LEVEL_ONLY, DirectHttp
+from thred_bridge.thred.limit import AdaptiveLimit
 from thred_bridge.thred.transport import Http11Transport
 from thred_bridge.thred.wire import KINDS, Created, Kind
 
@@ -37,9 +39,8 @@ __all__ = ["KINDS", "Created", "Kind", "ThredClient"]
 
 _log = logging.getLogger(__name__)
 _PARTNER: Final = None  # token-cache key of the partner token; business tokens are keyed by business id
-_REDIRECTS: Final = frozenset({301, 302, 307, 308})
-_BODY_HEADERS: Final = frozenset({"content-length", "content-encoding", "transfer-encoding"})
-TOP_LEVEL_ONLY: Final = "thred_bridge.top_level_only"  # in a response's extensions: read for its top level
+_REDIRECTS: Final = REDIRECTS
+_BODY_HEADERS: Final = frozenset(name.decode() for name in BODY_HEADERS)
 _Record = dict[str, Any]
 
 
@@ -74,11 +75,12 @@ class ThredClient:
         timeout: float = 15.0,
         clock: Callable[[], float] = _wall_clock,
         refresh_margin: float = 300.0,
-        max_connections: int = 50,
+        max_connections: int = 64,
         observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
         """``observe(method, status, seconds)`` hears of every exchange: the HTTP status, or ``timeout`` /
-        ``unreachable`` when no answer came."""
+        ``unreachable`` when no answer came. ``max_connections`` bounds the calls in flight, which adapt below it
+        to Thred's refusals (:attr:`limit`)."""
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigError(f"Thred base URL must be an absolute http(s) URL, got {base_url!r}")
@@ -93,12 +95,17 @@ class ThredClient:
         self._observe = observe
         self._tokens: dict[str | None, _Token] = {}
         self._locks: dict[str | None, asyncio.Lock] = {}
+        self.limit = AdaptiveLimit(max_connections)
+        fixed = {"Accept": "application/json", "User-Agent": f"thred-bridge/{__version__}"}
+        # Without a test transport the client owns its pool and writes its exchanges itself (direct.py); httpx's
+        # client then serves only as the same pool's front for anything else.
+        pool = Http11Transport(max_connections=max_connections) if transport is None else None
+        self._direct = DirectHttp(url, pool, timeout, fixed) if pool is not None else None
         self._http = httpx.AsyncClient(
             base_url=url,
-            transport=transport or Http11Transport(max_connections=max_connections),
+            transport=transport or pool,
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"Accept": "application/json", "User-Agent": f"thred-bridge/{__version__}"},
+            headers=fixed,
             follow_redirects=False,
         )
 
@@ -390,10 +397,41 @@ class ThredClient:
         ``before_write`` is awaited again at the last moment, through httpcore's ``trace`` extension: once a
         connection is in hand (a new one may take a TCP connect) and right before the request's headers are
         written, and once more right before its body is, so that no await lies between the caller's last word
-        and the bytes that complete the request."""
+        and the bytes that complete the request.
+
+        At most :attr:`limit` calls are in flight at once; the limit adapts to Thred's refusals (limit.py)."""
+        window = await self.limit.acquire()
+        status: int | None = None
+        try:
+            response = await self._send_once(
+                method, path, headers, content, params, top_level=top_level, before_write=before_write
+            )
+            status = response.status_code
+            return response
+        finally:
+            self.limit.release(window, status)
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        content: bytes | None,
+        params: Mapping[str, str] | None,
+        *,
+        top_level: bool,
+        before_write: Callable[[], Awaitable[None]] | None,
+    ) -> httpx.Response:
         started = time.perf_counter()
         extensions = {} if before_write is None else {"trace": _at_write(before_write)}
         try:
+            if self._direct is not None:
+                trace = extensions.get("trace")
+                response = await self._direct.send(
+                    method, path, headers, content, params, top_level=top_level, trace=trace
+                )
+                self._observed(method, str(response.status_code), started)
+                return response
             request = self._http.build_request(
                 method, path, headers=headers, content=content, params=params, extensions=extensions
             )

@@ -65,27 +65,52 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._closed:
-            raise httpx.ConnectError("the transport is closed", request=request)
+        """The httpx side: any ``httpx.Request`` (its body read already), answered as it streams in."""
+        url = request.url
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         trace: Callable[[str, dict[str, Any]], Awaitable[None]] | None = request.extensions.get("trace")
-        connection = await self._connection(request, timeouts)
+        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), url.raw_path)]
+        head.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw)
+        head.append(b"\r\n")
+        answer = await self.exchange(
+            url.scheme, url.host, url.port, b"".join(head) + request.content,
+            head_only=request.method == "HEAD", timeouts=timeouts, trace=trace, request=request,
+        )  # fmt: skip
+        return httpx.Response(
+            answer.status,
+            headers=answer.headers,
+            stream=answer,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason},
+        )
+
+    async def exchange(
+        self,
+        scheme: str,
+        host: str,
+        port: int | None,
+        message: bytes,
+        *,
+        head_only: bool = False,
+        timeouts: dict[str, float | None],
+        trace: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+        request: httpx.Request | None = None,
+    ) -> Answer:
+        """Send ``message`` (a whole HTTP/1.1 request: line, headers, body) and read the answer's head; its body
+        is read as the returned :class:`Answer` is iterated. ``request`` only names the request in errors."""
+        if self._closed:
+            raise httpx.ConnectError("the transport is closed", request=request)
+        connection = await self._connection(scheme, host, port, timeouts, request)
         try:
             if trace is not None:  # the caller's last words before the request goes out, as httpcore gives them
                 await trace(_HEADERS_STARTED, {"request": request})
                 await trace(_BODY_STARTED, {"request": request})
-            await self._write(connection, request, timeouts.get("write"))
+            await self._write(connection, message, timeouts.get("write"), request)
             status, reason, headers, keep_alive = await self._read_head(connection, request, timeouts.get("read"))
+            read = timeouts.get("read")
+            return Answer(self, connection, request, headers, status, reason, keep_alive, read, head_only)
         except BaseException:
             self._discard(connection)
             raise
-        body = _Body(self, connection, request, headers, status, keep_alive, timeouts.get("read"))
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
-        )
 
     async def aclose(self) -> None:
         self._closed = True
@@ -96,12 +121,17 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     # --- the pool ------------------------------------------------------------------------------------
 
-    async def _connection(self, request: httpx.Request, timeouts: dict[str, float | None]) -> _Connection:
-        url = request.url
-        scheme = url.scheme
+    async def _connection(
+        self,
+        scheme: str,
+        host: str,
+        port: int | None,
+        timeouts: dict[str, float | None],
+        request: httpx.Request | None,
+    ) -> _Connection:
         if scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
-        origin: _Origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        origin: _Origin = (scheme, host, port or (443 if scheme == "https" else 80))
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()  # the most recently used: the least likely to have been closed by the server
@@ -122,7 +152,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             self._free_slot()
             raise
 
-    async def _wait(self, origin: _Origin, request: httpx.Request, timeout: float | None) -> _Connection | None:
+    async def _wait(self, origin: _Origin, request: httpx.Request | None, timeout: float | None) -> _Connection | None:
         """Queue for a connection: an idle one of ``origin`` handed over, or None when a slot came free."""
         future: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
         entry = (origin, future)
@@ -152,7 +182,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 self._discard(idle.popleft())
                 return
 
-    async def _open_connection(self, origin: _Origin, request: httpx.Request, timeout: float | None) -> _Connection:
+    async def _open_connection(
+        self, origin: _Origin, request: httpx.Request | None, timeout: float | None
+    ) -> _Connection:
         scheme, host, port = origin
         context = None
         if scheme == "https":
@@ -197,14 +229,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
     # --- one exchange ------------------------------------------------------------------------------
 
     @staticmethod
-    async def _write(connection: _Connection, request: httpx.Request, timeout: float | None) -> None:
-        url = request.url
-        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), url.raw_path)]
-        head.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw)
-        head.append(b"\r\n")
-        body = request.content  # the client's bodies are bytes: httpx has read them already
+    async def _write(
+        connection: _Connection, message: bytes, timeout: float | None, request: httpx.Request | None
+    ) -> None:
         writer = connection.writer
-        writer.write(b"".join(head) + body)
+        writer.write(message)
         if writer.transport.get_write_buffer_size() > READ_CHUNK:
             try:
                 async with asyncio.timeout(timeout):
@@ -216,7 +245,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     @staticmethod
     async def _read_head(
-        connection: _Connection, request: httpx.Request, timeout: float | None
+        connection: _Connection, request: httpx.Request | None, timeout: float | None
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
         try:
             async with asyncio.timeout(timeout):
@@ -242,19 +271,25 @@ class Http11Transport(httpx.AsyncBaseTransport):
         return status, reason, headers, keep_alive
 
 
-class _Body(httpx.AsyncByteStream):
-    """The answer's body, read as it is iterated; the connection goes back to the pool once it is read whole."""
+class Answer(httpx.AsyncByteStream):
+    """An answer: its status and headers, and its body, read as it is iterated; the connection goes back to the
+    pool once the body is read whole (closed early, the connection is closed)."""
 
     def __init__(
         self,
         pool: Http11Transport,
         connection: _Connection,
-        request: httpx.Request,
+        request: httpx.Request | None,
         headers: list[tuple[bytes, bytes]],
         status: int,
+        reason: bytes,
         keep_alive: bool,
         timeout: float | None,
+        head_only: bool,
     ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
         self._pool = pool
         self._connection: _Connection | None = connection
         self._request = request
@@ -263,7 +298,7 @@ class _Body(httpx.AsyncByteStream):
         self._chunked = b"chunked" in _header(headers, b"transfer-encoding").lower()
         length = _header(headers, b"content-length")
         self._length: int | None = None
-        if request.method == "HEAD" or status in _NO_BODY_STATUSES:
+        if head_only or status in _NO_BODY_STATUSES:
             self._length = 0
         elif not self._chunked and length:
             try:
@@ -339,6 +374,13 @@ class _Body(httpx.AsyncByteStream):
             if await reader.readexactly(2) != b"\r\n":
                 raise ValueError("chunk not ended by CRLF")
 
+    async def read(self) -> bytes:
+        """The whole body."""
+        return b"".join([chunk async for chunk in self])
+
+    def header(self, name: bytes) -> bytes:
+        return _header(self.headers, name)
+
     def _drop(self) -> None:
         if self._connection is not None:
             self._pool._discard(self._connection)
@@ -349,7 +391,7 @@ class _Body(httpx.AsyncByteStream):
         self._drop()
 
 
-def _parse_head(raw: bytes, request: httpx.Request) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+def _parse_head(raw: bytes, request: httpx.Request | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     lines = raw[:-4].split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
