@@ -20,7 +20,7 @@ Everything runs on 127.0.0.1 and stops by itself.
    charges (one walk-in customer for all of them), 10 % charges of Stripe customers from a pool of one per 25
    charges, each charge an invoice and an invoice payment, the customers first. Then, on an idle machine
    (``wait_quiet``), it starts the clock, its CPU (``getrusage``), an RSS sampler and the product's worker
-   (``bridge.worker(concurrency=…)``), and polls ``bridge.connections.status`` until no record waits.
+   (``bridge.worker(dispatch_concurrency=…)``), and polls ``bridge.connections.status`` until no record waits.
 3. Figures: records sent (status ``sent`` in the database), the seconds from the worker's start to the last
    record's ``sent_at``, records/s and the bound C ÷ L, the bridge process's user+sys CPU per record, its peak
    RSS during the send (VmHWM reset before it, and 100 ms samples), order violations (the stand-in's checks, and

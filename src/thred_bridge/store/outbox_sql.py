@@ -127,6 +127,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MONEY_OUT_TURN = timedelta(seconds=30)  # longest a live process holds an invoice's turn if never given back
 
 
+def padded(ids: Sequence[int]) -> list[int]:
+    """``ids`` lengthened to the next power of two (at least 8) by repeating the last: an IN list's length is in
+    the statement's text, so without this nearly every claim was a new statement for SQLAlchemy to render and
+    for the driver and the database to parse; repeats change nothing an IN matches."""
+    out = list(ids)
+    if not out:
+        return out
+    size = 8
+    while size < len(out):
+        size *= 2
+    out.extend([out[-1]] * (size - len(out)))
+    return out
+
+
 def _money_out_key(invoice_external_id: str) -> str:
     return MONEY_OUT_KEYS.replace("%", invoice_external_id)
 
@@ -348,10 +362,10 @@ class OutboxQueries(TxBase):
             pick = _PICK[self.dialect] = self._lock(_pick_statement())
         params: dict[str, Any] = {"now": now, "after_at": _EPOCH, "after_id": 0}
         if ids is not None:
-            params["ids"] = list(ids)
+            params["ids"] = padded(ids)
         picked: list[int] = []
         if ids is not None and len(ids) <= CLAIM_WINDOW:  # a few named records: they are the window
-            chosen = await self.conn.execute(pick, {"window": list(ids), "limit": limit, "now": now})
+            chosen = await self.conn.execute(pick, {"window": padded(ids), "limit": limit, "now": now})
             picked.extend(r.id for r in chosen.all())
             limit = 0
         while len(picked) < limit:
@@ -359,7 +373,7 @@ class OutboxQueries(TxBase):
             if not window:
                 break
             chosen = await self.conn.execute(
-                pick, {"window": [r.id for r in window], "limit": limit - len(picked), "now": now}
+                pick, {"window": padded([r.id for r in window]), "limit": limit - len(picked), "now": now}
             )
             picked.extend(r.id for r in chosen.all())
             if len(window) < CLAIM_WINDOW:
@@ -367,12 +381,12 @@ class OutboxQueries(TxBase):
             params["after_at"], params["after_id"] = window[-1].next_attempt_at, window[-1].id
         if not picked:
             return []
-        await self.conn.execute(_LEASE_RECORDS, {"ids": picked, "until": now + lease, "owner": owner})
-        rows = (await self.conn.execute(_CLAIMED_ROWS, {"ids": picked})).all()
+        await self.conn.execute(_LEASE_RECORDS, {"ids": padded(picked), "until": now + lease, "owner": owner})
+        rows = (await self.conn.execute(_CLAIMED_ROWS, {"ids": padded(picked)})).all()
         few = [row.id for row in rows if len(row.parents) <= STREAM_PARENTS_ABOVE]
         resolved: dict[int, dict[str, str]] = {record_id: {} for record_id in few}
         if few:
-            for record_id, path, thred_id in await self.conn.execute(_PARENT_IDS_OF, {"record_ids": few}):
+            for record_id, path, thred_id in await self.conn.execute(_PARENT_IDS_OF, {"record_ids": padded(few)}):
                 if thred_id is not None:
                     resolved[record_id][path] = thred_id
         claimed = []
@@ -483,7 +497,7 @@ class OutboxQueries(TxBase):
                     )
         found: dict[int, dict[int, None]] = {}
         ids = [record_id for record_id, _, _ in sent]
-        for parent_id, child_id in await self.conn.execute(_CHILDREN_OF, {"ids": ids}):
+        for parent_id, child_id in await self.conn.execute(_CHILDREN_OF, {"ids": padded(ids)}):
             found.setdefault(parent_id, {})[child_id] = None  # a record may wait on it at two paths
         children = {parent_id: list(waiting) for parent_id, waiting in found.items()}
         return children
