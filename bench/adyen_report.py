@@ -55,6 +55,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import tracemalloc
 import uuid
@@ -321,23 +322,50 @@ class Steps:
 
 class LoopLag:
     """How late the event loop wakes a 10 ms sleep, all run long: what a webhook answered by this process
-    would wait for while the worker downloads, plans and stores the report (the planning runs in a thread)."""
+    would wait for while the worker downloads, plans and stores the report (the planning runs in a thread).
 
-    def __init__(self) -> None:
+    A watchdog thread also notes where the loop's thread is whenever the loop has not ticked for
+    ``stall_s`` (its innermost frames in the bridge or a library, counted by place): what stalls it."""
+
+    def __init__(self, stall_s: float = 0.05) -> None:
         self.samples: list[tuple[float, float]] = []  # (when, lag s)
+        self.stalls: Counter[str] = Counter()
+        self._stall_s = stall_s
+        self._tick = time.perf_counter()
         self._task: asyncio.Task[None] | None = None
+        self._loop_thread = threading.get_ident()
+        self._stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
 
     def start(self) -> None:
+        self._loop_thread = threading.get_ident()
         self._task = asyncio.create_task(self._run())
+        self._watchdog.start()
 
     async def _run(self) -> None:
         while True:
             start = time.perf_counter()
+            self._tick = start
             await asyncio.sleep(0.01)
             now = time.perf_counter()
+            self._tick = now
             self.samples.append((now, now - start - 0.01))
 
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            if time.perf_counter() - self._tick < self._stall_s:
+                continue
+            frame = sys._current_frames().get(self._loop_thread)
+            places: list[str] = []
+            while frame is not None and len(places) < 4:
+                name = frame.f_code.co_filename
+                if "asyncio" not in name and "uvloop" not in name:
+                    places.append(f"{Path(name).name}:{frame.f_code.co_name}:{frame.f_lineno}")
+                frame = frame.f_back
+            self.stalls[" < ".join(places) or "(no Python frame)"] += 1
+
     async def stop(self) -> None:
+        self._stop.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -613,6 +641,7 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
     result["event_loop_lag"] = {
         "processing": lag.summary(t0, t0 + processed_s if processed_s is not None else None),
         "dispatching": lag.summary(t0 + processed_s, t_end) if processed_s is not None else {"n": 0},
+        "stalled_at": dict(lag.stalls.most_common(12)),  # 10 ms watchdog samples while the loop was stuck
     }
     if sql_stats is not None:
         result["sql"] = sql_stats.summary()

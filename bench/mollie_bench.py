@@ -82,8 +82,10 @@ from bench.ingest import (
     wait_quiet,
     wait_ready,
 )
+from bench.payout import RssSampler, rss_bytes, vm_hwm_bytes
 
 HERE = Path(__file__).resolve().parent
+MIB = 1024 * 1024
 RESULTS = HERE / "results"
 API_KEY = "test_bench" + "4" * 24
 ORG_TOKEN = "access_bench" + "5" * 24
@@ -379,6 +381,9 @@ async def settlement_run(database_url: str, mollie_url: str, thred_url: str, set
     env = {"BRIDGE_MOLLIE_API_BASE": mollie_url, "THRED_API_URL": thred_url}
     settings = Settings.model_validate({**bridge_env(database_url, **env), "BRIDGE_MOLLIE_SETTLEMENT_POLL_SECONDS": 0})
     business = str(uuid.uuid4())
+    rss_start = rss_bytes()
+    sampler = RssSampler()
+    sampler.start()
     async with open_bridge(settings) as bridge, httpx.AsyncClient(timeout=60) as http:
         credentials = {"api_key": API_KEY, "organization_token": ORG_TOKEN}
         connection = await bridge.connections.add(NewConnection("mollie", business, credentials, ()))
@@ -398,6 +403,8 @@ async def settlement_run(database_url: str, mollie_url: str, thred_url: str, set
             await asyncio.sleep(0.2)
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu0
+        hwm_synced = vm_hwm_bytes()  # before the checks below read Thred's books back whole
+        sampler.stop()
         stop.set()
         await worker
         calls = (await http.get(f"{mollie_url}/_bench/requests")).json()
@@ -415,8 +422,22 @@ async def settlement_run(database_url: str, mollie_url: str, thred_url: str, set
         "payout_variance_cents": payout["amount_variance_cents"],
         "thred_payments": len(state.get("payments", [])),
         "bridge_cpu_s": round(cpu, 2),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_start_mib": round(rss_start / MIB, 1),
+        "rss_opened_mib": round(sampler.samples[0][1] / MIB, 1) if sampler.samples else None,
+        "peak_rss_mib": round(hwm_synced / MIB, 1),
+        "rss_sampled_peak_mib": round(max(rss for _, rss in sampler.samples) / MIB, 1),
+        "rss_by_second_mib": _by_second(sampler.samples, started),
+        "ru_maxrss_after_checks_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def _by_second(samples: list[tuple[float, int]], t0: float) -> list[float]:
+    """The highest RSS sample (MiB) in each second from ``t0``."""
+    peaks: dict[int, int] = {}
+    for t, rss in samples:
+        if t >= t0:
+            peaks[int(t - t0)] = max(peaks.get(int(t - t0), 0), rss)
+    return [round(peaks.get(i, 0) / MIB) for i in range(max(peaks, default=-1) + 1)]
 
 
 def run_settlement(args: argparse.Namespace, kind: str, tmp: Path) -> dict[str, Any]:
