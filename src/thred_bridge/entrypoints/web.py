@@ -1,4 +1,4 @@
-"""HTTP: webhook ingest, health, readiness, metrics.
+"""HTTP: webhook ingest, health, readiness, metrics, and (with BRIDGE_ADMIN_TOKEN set) the API document.
 
 The webhook handler reads the raw bytes (bounded), verifies them, stores the event and answers.
 No processor API call and no Thred call happens in the request.
@@ -7,6 +7,7 @@ No processor API call and no Thred call happens in the request.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import Mapping
 
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from thred_bridge.bootstrap import Bridge, utc_now
+from thred_bridge.entrypoints.api_document import openapi_document
 from thred_bridge.entrypoints.metrics import metrics_view
 from thred_bridge.errors import (
     BodyTimeoutError,
@@ -66,6 +68,12 @@ def check_media_type(headers: Mapping[str, str], accepted: frozenset[str], proce
 
 def _refuse(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
+
+
+def admin_authorized(headers: Mapping[str, str], token: str) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def create_app(bridge: Bridge) -> Starlette:
@@ -135,11 +143,23 @@ def create_app(bridge: Bridge) -> Starlette:
             )
         return JSONResponse({"status": "ready", "schema": found})
 
-    return Starlette(
-        routes=[
-            Route("/webhooks/{processor}/{connection_id}", webhook, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            metrics_view(bridge),
-        ]
-    )
+    routes = [
+        Route("/webhooks/{processor}/{connection_id}", webhook, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        metrics_view(bridge),
+    ]
+    admin = bridge.settings.admin_token
+    if admin is not None and admin.get_secret_value().strip():  # admin routes only with a token (INTERFACE.md)
+        token = admin.get_secret_value().strip()
+        document = openapi_document(bridge.processors)
+
+        async def api_document(request: Request) -> Response:
+            if not admin_authorized(request.headers, token):
+                refused = _refuse(401, "an admin bearer token is required")
+                refused.headers["WWW-Authenticate"] = 'Bearer realm="thred-bridge"'
+                return refused
+            return JSONResponse(document)
+
+        routes.append(Route("/api/openapi.json", api_document, methods=["GET"]))
+    return Starlette(routes=routes)
