@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -211,8 +212,13 @@ async def chaos_run(args: argparse.Namespace, traffic: Traffic, worlds: tuple[St
         )
         next_kill = started + args.kill_every
         restart_at = len(traffic.deliveries) // 2 if args.db == "postgres" and args.db_restart else None
+        progress: list[tuple[float, int, int | None]] = []  # (s since start, delivered, left), every 10 s
+        next_sample = started
         while True:
             now = time.monotonic()
+            if now >= next_sample:
+                progress.append((round(now - started, 1), done[0], remaining(f)))
+                next_sample = now + 10
             assert now - started < args.timeout, f"not drained in {args.timeout} s: {stuck(f)}"
             if now >= next_kill and now - started < args.chaos_seconds:
                 await chaos.kill_one()
@@ -237,6 +243,7 @@ async def chaos_run(args: argparse.Namespace, traffic: Traffic, worlds: tuple[St
             "db_restarts": chaos.db_restarts,
             "refused": refused[:5],
             "failed": f.counts()["failed"],
+            "progress": progress,
         }
     return run, books
 
@@ -350,6 +357,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "refused": run["refused"],
         "restarted_after_dying": run["restarted_after_dying"],
         "thred_faults_by_kind": run["thred_faults_by_kind"],
+        "progress": run["progress"],
         "settings": {
             k: getattr(args, k) for k in ("web", "workers", "kill_every", "chaos_seconds", "fault_rate", "latency_ms")
         },
@@ -392,8 +400,13 @@ def table(result: dict[str, Any]) -> str:
     )
 
 
+def _terminated(_signum: int, _frame: object) -> None:
+    raise SystemExit(143)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _terminated)  # a killed run still stops its fleet and drops its database
     result = asyncio.run(main_async(args))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if args.json else table(result))
     return 0 if result["ok"] else 1

@@ -83,21 +83,22 @@ class Sandbox:
         return self.http.get("/_sandbox/state").json()
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
+def _running() -> Iterator[Sandbox]:
     running = Sandbox()
     running.start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    yield from _running()
 
 
 @pytest.fixture(scope="module")
 def untouched() -> Iterator[Sandbox]:
     """A sandbox that only ever sees requests without a valid token: its state must stay as it started."""
-    running = Sandbox()
-    running.start()
-    yield running
-    running.stop()
+    yield from _running()
 
 
 def _answered_in_json(response: Any) -> None:
