@@ -61,6 +61,7 @@ import tracemalloc
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -72,6 +73,7 @@ from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.ingest import LoadSpec
 from bench.payout import (
     CLK_TCK,
     HOST,
@@ -105,6 +107,8 @@ from thred_bridge import testing
 from thred_bridge.bootstrap import Bridge, open_bridge
 from thred_bridge.domain.movements import Movement
 from thred_bridge.domain.queue import Connection
+from thred_bridge.entrypoints.web import create_app
+from thred_bridge.loop_watch import calm_gil
 from thred_bridge.malloc import return_large_blocks
 from thred_bridge.observe import configure_logging
 from thred_bridge.processors.adyen import sync
@@ -458,6 +462,29 @@ class Waiter:
 # --- the measured run ------------------------------------------------------------------------------------
 
 
+def start_webhook_load(args: argparse.Namespace, hook: tuple[str, str]) -> subprocess.Popen[bytes]:
+    """``bench/ingest.py``'s load generator in its own process: signed Stripe webhooks at a steady
+    ``--webhooks-per-s`` to this process's web app for ``--webhook-seconds``, while the report is processed."""
+    url, secret = hook
+    host_port, path = url.removeprefix("http://").split("/", 1)
+    host, port = host_port.split(":")
+    spec = LoadSpec(
+        host=host, port=int(port), path="/" + path, client="raw", mode="open", connections=8,
+        duration=args.webhook_seconds, warmup=0.0, rate=args.webhooks_per_s,
+        max_requests=int(args.webhooks_per_s * args.webhook_seconds) + 10, tag=uuid.uuid4().hex[:8], secret=secret,
+    )  # fmt: skip
+    script = Path(__file__).resolve().parent / "ingest.py"
+    return subprocess.Popen(
+        [sys.executable, str(script), "--load", orjson.dumps(asdict(spec)).decode()], stdout=subprocess.PIPE
+    )
+
+
+def finish_webhook_load(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=600)
+    load: dict[str, Any] = orjson.loads(out.strip().splitlines()[-1])
+    return {k: load[k] for k in ("sent", "ok", "statuses", "errors", "events_per_s", "latency_ms", "window_s")}
+
+
 async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, server_pid: int) -> dict[str, Any]:
     held = info["held"]
     return_large_blocks()  # as ``thred-bridge worker`` and ``serve`` do at start (``thred_bridge.malloc``)
@@ -470,10 +497,14 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
             "BRIDGE_SECRET_KEY": secrets.token_urlsafe(32),
             "BRIDGE_ADYEN_REPORT_HOSTS": info["report_url"].removeprefix("http://"),
             "BRIDGE_LOG_LEVEL": args.log_level,
+            "BRIDGE_STRIPE_API_BASE": "http://127.0.0.1:9",  # the webhooks' events are stored, never fetched
+            **({"BRIDGE_GIL_SWITCH_MS": args.gil_switch_ms} if args.gil_switch_ms else {}),
             **({"BRIDGE_LEASE_SECONDS": args.lease_seconds} if args.lease_seconds else {}),
         }
     )
     result: dict[str, Any] = {}
+    calm_gil(config.gil_switch_ms)  # as `serve` and `worker` do at start
+    result["gil_switch_ms"] = round(sys.getswitchinterval() * 1000, 3)
     async with open_bridge(config) as bridge:
         business_id = str(uuid.uuid4())
         credentials = {
@@ -486,6 +517,15 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
         connection = await bridge.connections.add(
             NewConnection("adyen", business_id, credentials, (HMAC_KEY,), account=MERCHANT)
         )
+        webhooks = contextlib.AsyncExitStack()  # the web app, when webhooks are posted
+        hook: tuple[str, str] | None = None  # (webhook URL, secret) of a Stripe connection on this process
+        if args.webhooks_per_s > 0:
+            stripe_secret = "whsec_" + secrets.token_hex(16)
+            hooked = await bridge.connections.add(
+                NewConnection("stripe", business_id, {"api_key": testing.STRIPE_KEY}, (stripe_secret,))
+            )
+            web_url = await webhooks.enter_async_context(serve_in_background(create_app(bridge), host=HOST))
+            hook = (f"{web_url}/webhooks/stripe/{hooked.id}", stripe_secret)
         timed = TimedProcessor(bridge.processors["adyen"])
         bridge.processors["adyen"] = timed
         item = testing.adyen_item(
@@ -529,11 +569,15 @@ async def measure(args: argparse.Namespace, info: dict[str, Any], db_url: str, s
             notices = timed.verify(delivery.body, headers, connection, datetime.now(UTC))
             stored = await bridge.inbox.add(connection.id, "adyen", notices)
             t_stored = time.perf_counter()
+            load = start_webhook_load(args, hook) if hook is not None else None
             waiter = Waiter(bridge, connection, args, t0)
             await waiter.run()
             t_end = time.perf_counter()
             hwm_at_end = vm_hwm_bytes()
+            if load is not None:
+                result["webhooks"] = await asyncio.to_thread(finish_webhook_load, load)
         finally:
+            await webhooks.aclose()
             progress = waiter.progress if waiter is not None else Progress()
             progress.crashes.update(crashes)
             cpu = self_cpu() - cpu0
@@ -803,6 +847,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quiet-timeout", type=float, default=120.0, help="max wait for an idle machine first")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", type=Path, default=None, help="default: bench/results/adyen-report-<db>.json")
+    parser.add_argument(
+        "--webhooks-per-s", type=float, default=0.0,
+        help="also post signed Stripe webhooks at this steady rate to this process's web app (0: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gil-switch-ms", type=float, default=None, help="BRIDGE_GIL_SWITCH_MS (default: the bridge's)"
+    )
+    parser.add_argument("--webhook-seconds", type=float, default=20.0, help="how long the webhooks are posted")
     parser.add_argument("--servers", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

@@ -108,6 +108,12 @@ class Metrics:
             buckets=CALL_BUCKETS,
             registry=self.registry,
         )
+        self.loop_lag = Histogram(
+            "bridge_event_loop_lag_seconds",
+            "How late the event loop ran a timer: what a webhook answered by this process waited on top",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
         self.taken_over = Counter(
             "bridge_claims_taken_over",
             "Claimed events and records taken back from processes found dead",

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1024, alias="BRIDGE_MAX_BODY_BYTES")
     body_timeout_seconds: float = Field(10.0, gt=0, alias="BRIDGE_BODY_TIMEOUT_SECONDS")
     log_level: str = Field("info", alias="BRIDGE_LOG_LEVEL")
+    gil_switch_ms: float = Field(1.0, gt=0, le=100, alias="BRIDGE_GIL_SWITCH_MS")
     lease_seconds: float = Field(60.0, ge=1.0, alias="BRIDGE_LEASE_SECONDS")
     thred_timeout: float = Field(15.0, gt=0, alias="BRIDGE_THRED_TIMEOUT")
     heartbeat_seconds: float = Field(2.0, gt=0, alias="BRIDGE_HEARTBEAT_SECONDS")

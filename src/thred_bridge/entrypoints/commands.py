@@ -20,6 +20,7 @@ from thred_bridge.domain.money import MoneyError, normalise_currency
 from thred_bridge.domain.queue import Connection, ConnectionStatus
 from thred_bridge.entrypoints.output import print_json
 from thred_bridge.errors import ConfigError
+from thred_bridge.loop_watch import calm_gil, watch_loop
 from thred_bridge.observe import configure_logging
 from thred_bridge.service.connections import NewConnection, age_seconds
 from thred_bridge.serving import run, serve_in_background
@@ -55,6 +56,7 @@ def describe_connection(settings: Settings, connection: Connection) -> dict[str,
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
+    calm_gil(settings.gil_switch_ms)
     run(_serve(settings, args.host, args.port))
     return 0
 
@@ -65,6 +67,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     async with open_bridge(settings, role="serve") as bridge, bridge.presence.attached():
         stop = asyncio.Event()
         workers = [asyncio.create_task(bridge.worker().run(stop), name=f"worker-{i}") for i in range(settings.workers)]
+        watch = asyncio.create_task(watch_loop(bridge.metrics), name="loop-watch")
         config = uvicorn.Config(
             create_app(bridge), host=host, port=port, log_level="warning", access_log=False, lifespan="off",
             timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds),
@@ -74,7 +77,8 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             await server.serve()  # until SIGTERM or SIGINT: uvicorn stops accepting and finishes open requests
         finally:
             stop.set()  # then the worker tasks finish or give back what they hold
-            await asyncio.gather(*workers, return_exceptions=True)
+            watch.cancel()
+            await asyncio.gather(*workers, watch, return_exceptions=True)
 
 
 class _Server(uvicorn.Server):
@@ -93,6 +97,7 @@ class _Server(uvicorn.Server):
 
 def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
+    calm_gil(settings.gil_switch_ms)
     run(_worker(settings))
     return 0
 
@@ -111,7 +116,12 @@ async def _worker(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # after the servers: these handlers are the ones that count
             loop.add_signal_handler(sig, stop.set)
-        await bridge.worker().run(stop)
+        watch = asyncio.create_task(watch_loop(bridge.metrics), name="loop-watch")
+        try:
+            await bridge.worker().run(stop)
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
