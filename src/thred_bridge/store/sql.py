@@ -9,7 +9,6 @@ The inbox (``events``) and the outbox (``records``) are queues. A claim is one t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -30,6 +29,7 @@ from thred_bridge.store.outbox_sql import OutboxQueries
 from thred_bridge.store.sqlite_inbox import SqliteInboxWriter
 from thred_bridge.store.tables import connections, cursors, events, records
 from thred_bridge.store.tx_base import EVENTS_CHANNEL
+from thred_bridge.store.writer_lock import WriterLock
 
 _ADD_EVENTS: dict[str, Any] = {}
 log = structlog.get_logger("thred_bridge.store")
@@ -49,7 +49,7 @@ class SqlStore:
         self.engine = engine
         self.dialect = engine.dialect.name
         # SQLite allows one writer: queue writers in-process instead of spinning on SQLITE_BUSY.
-        self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._writer = WriterLock() if self.dialect == "sqlite" else None
         self._inbox_writer: SqliteInboxWriter | None = None
 
     async def add_event_batches(
@@ -72,7 +72,7 @@ class SqlStore:
             if tx.queued >= ANALYZE_AFTER:
                 await self._refresh_outbox_stats(tx.queued)
             return
-        async with self._writer, self.engine.begin() as conn:
+        async with self._writer.hold(), self.engine.begin() as conn:
             yield SqlTx(conn, self.dialect)
 
     @contextlib.asynccontextmanager
