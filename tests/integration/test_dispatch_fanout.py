@@ -107,3 +107,39 @@ async def test_what_a_payout_settles_hands_the_payout_to_the_loop(store: SqlStor
     (ready,) = await dispatching.claim(16)  # the loop finds it ready once all are sent
     assert ready.kind == "payout"
     assert sorted(ready.resolved.values()) == ["t-1", "t-2", "t-3"]
+
+
+class FencedThred(RecordingThred):
+    """Calls the fence right before each write, as the Thred client does; the fence finds the process lost."""
+
+    async def create(self, business_id: str, kind: Any, body: Mapping[str, Any], **kw: Any) -> Created:
+        await kw["before_write"]()
+        return await super().create(business_id, kind, body)
+
+
+async def test_a_claim_lost_right_before_the_write_is_left_to_its_new_holder(store: SqlStore) -> None:
+    """Declared dead between the claim and the write (the client's own fence says so): the record is neither
+    sent nor failed nor retried by this process; it stays pending for whoever took it over."""
+    from thred_bridge.service.liveness import ProcessLostError
+
+    await queue(store, [Record("customer", "stripe_walk_in", {"external_id": "stripe_walk_in"})])
+    fences = 0
+
+    async def fence() -> None:
+        nonlocal fences
+        fences += 1
+        if fences > 1:  # the first check, at the start, passes; the one right before the write does not
+            raise ProcessLostError("process w was declared dead; its claims were taken over")
+
+    thred = FencedThred()
+    dispatching = Dispatching(
+        store, thred, lambda: NOW, owner="w", max_attempts=3, lease=timedelta(seconds=30), fence=fence
+    )
+    (customer,) = await dispatching.claim(16)
+    with pytest.raises(ProcessLostError):
+        await dispatching.handle(customer)
+    assert thred.created == []
+    async with store.engine.connect() as conn:
+        row = (await conn.exec_driver_sql("SELECT status, last_error FROM records")).mappings().one()
+    assert row["status"] == "pending"
+    assert row["last_error"] is None, "no error written under a claim this process no longer holds"

@@ -24,6 +24,7 @@ from thred_bridge.domain.refunds import booked_short, within_room
 from thred_bridge.domain.retry import next_due
 from thred_bridge.errors import TRANSIENT, ThredError, describe, retry_after_of
 from thred_bridge.service.batching import GroupCommit
+from thred_bridge.service.liveness import ProcessLostError
 from thred_bridge.service.ports import Clock, Store, ThredApi
 
 log = structlog.get_logger("thred_bridge.dispatch")
@@ -137,6 +138,8 @@ class Dispatching:
         except ThredError as exc:
             await self._fail(record, describe(exc), thred_request_id=exc.request_id)
             return "failed", []
+        except ProcessLostError:
+            raise  # the client's last fence: declared dead, the claim is another's now; nothing to write
         except Exception as exc:
             bound.exception("record.crashed")
             await self._fail(record, f"internal error ({type(exc).__name__}): {exc}")
