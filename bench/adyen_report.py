@@ -29,6 +29,12 @@ metering, RSS sampler, database, polling, payout check).
    whole is the benchmark's), ``ru_maxrss`` after the checks, RSS every 100 ms (processing vs dispatching),
    RSS at each step; with ``--tracemalloc`` the Python heap at each step, its peak within each step, and the
    top allocation sites (by line and by file) at each step — to see where a high peak comes from.
+   With ``--webhooks-per-s R``, the process also serves the bridge's web app on loopback with a Stripe
+   connection, and ``bench/ingest.py``'s load generator (another process) posts signed Stripe webhooks to it
+   at a steady R/s for ``--webhook-seconds`` from the moment the report's item is stored: their latency
+   (from each one's scheduled send time) is what a processor sees while the same process plans and stores
+   the report. ``--gil-switch-ms`` sets BRIDGE_GIL_SWITCH_MS for the run (the process applies it as ``serve``
+   does).
 4. Checks: the Thred payout lists every Settled payment and every refund's refund payment, its variance is
    0 and it paid out the MerchantPayout amount. Writes ``bench/results/adyen-report-<db>.json``.
 
